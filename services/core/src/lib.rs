@@ -1,0 +1,9 @@
+//! star-core: the types every STAR program shares.
+//!
+//! - [`init_config`]: the schema of star-init's services file, with validation that names
+//!   the file, line and key of every mistake.
+//! - [`control`]: the line-delimited JSON protocol spoken on the control sockets, and a
+//!   small blocking client for it.
+
+pub mod control;
+pub mod init_config;
