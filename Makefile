@@ -13,8 +13,8 @@ help:
 	@echo "make static   static release binaries (target/$(TARGET)/release/)"
 	@echo "make test     unit and integration tests (root needed for the PID-namespace tests)"
 	@echo "make lint     rustfmt check and clippy with warnings as errors"
-	@echo "make bench    star-init benchmarks; results in bench/results/"
-	@echo "make image    not yet: the image builder is still to come"
+	@echo "make bench    benchmarks of star-init and the images; results in bench/results/"
+	@echo "make image BOARD=qemu|virtualbox|aws-ec2   the board's disk images in out/BOARD/"
 	@echo "make lab      not yet: the two-controller lab is still to come"
 
 build:
@@ -23,8 +23,9 @@ build:
 static:
 	RUSTFLAGS="$(STATIC_FLAGS)" $(CARGO) build --workspace --release --target $(TARGET)
 
-# The integration tests run the star-init and star binaries, so build them first.
-test: lint
+# The integration tests run the star-init and star binaries, and the image tests put the
+# static ones into images, so all of them are built first.
+test: lint static
 	$(CARGO) build --workspace
 	$(CARGO) test --workspace
 
@@ -34,9 +35,13 @@ lint:
 
 bench: static
 	bench/init.sh
+	bench/image.sh
 
-image lab:
-	@echo "make $@: not implemented yet (see the README: what works today)" >&2
+image: static
+	$(CARGO) run -q -p star-image -- build --board $(BOARD) --bin-dir target/$(TARGET)/release
+
+lab:
+	@echo "make lab: not implemented yet (see the README: what works today)" >&2
 	@exit 1
 
 clean:

@@ -1,10 +1,11 @@
 //! The boot sequence of PID 1, start to finish, in one place.
 //!
 //! 1. Block every handled signal (before anything can fork) and install the panic hook.
-//! 2. Mount /proc, /sys, /dev, /dev/pts, /dev/shm, /run, /sys/kernel/config.
+//! 2. Mount /proc, /sys, /dev, /dev/pts, /dev/shm, /run.
 //! 3. Open the console non-blocking; Ctrl-Alt-Del becomes SIGINT.
 //! 4. Read `star.*` options from /proc/cmdline; read the services file.
-//! 5. Set the host name; load the kernel modules with their dependencies.
+//! 5. Set the host name; load the kernel modules with their dependencies; mount configfs
+//!    (a module in Debian's kernels) on /sys/kernel/config.
 //! 6. Arm the hardware watchdog; listen for the ACPI power button.
 //! 7. Supervise until a shutdown is asked for (signal, control socket, power button).
 //! 8. Stop services in reverse order, TERM then KILL what is left, sync (bounded),
@@ -32,9 +33,12 @@ use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
 /// Whether this process is PID 1 of the machine rather than of a PID namespace: only the
-/// first namespace has kernel threads, and kthreadd is always pid 2.
+/// first namespace has kernel threads (kthreadd is always pid 2), and the pid 1 that /proc
+/// shows must be us (a /proc mounted for another namespace shows that one's processes).
 pub fn in_initial_pid_namespace() -> bool {
-    std::fs::read_to_string("/proc/2/stat").is_ok_and(|s| s.contains("(kthreadd)"))
+    let kthreadd = std::fs::read_to_string("/proc/2/stat").is_ok_and(|s| s.contains("(kthreadd)"));
+    let ns = |p: &str| std::fs::read_link(p).ok();
+    kthreadd && ns("/proc/self/ns/pid").is_some() && ns("/proc/self/ns/pid") == ns("/proc/1/ns/pid")
 }
 
 static IN_EMERGENCY: AtomicBool = AtomicBool::new(false);
@@ -47,8 +51,16 @@ pub fn pid1_main(config_override: Option<PathBuf>) -> ! {
     std::panic::set_hook(Box::new(|info| {
         console::line("star-init", &format!("panic: {info}"));
     }));
+    // The kernel starts init with nothing mounted; /proc is needed to tell a machine from
+    // a PID namespace.
+    let proc_failure = mounts::mount_proc_if_missing();
     let container = !in_initial_pid_namespace();
-    let result = std::panic::catch_unwind(move || boot_and_supervise(container, config_override));
+    let result = std::panic::catch_unwind(move || {
+        if let Some(failure) = proc_failure {
+            console::line("star-init", &failure);
+        }
+        boot_and_supervise(container, config_override)
+    });
     match result {
         Ok((kind, watchdog)) => final_shutdown(kind, watchdog, container),
         Err(_) => emergency_reboot(container),
@@ -116,6 +128,9 @@ fn boot_and_supervise(
             }
         }
         load_modules(&config);
+        for failure in mounts::mount_configfs() {
+            error!("{failure}");
+        }
     }
 
     let watchdog = config.watchdog.as_ref().and_then(|w| {

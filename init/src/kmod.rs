@@ -507,7 +507,7 @@ fn insert_module(dir: &Path, plan: &ModulePlan) -> Result<LoadOutcome, KmodError
     };
     match finit_module(&fd, c"", flags) {
         Ok(()) => {
-            tracing::info!(module = %plan.name, path = %path.display(), "loaded kernel module");
+            tracing::debug!(module = %plan.name, path = %path.display(), "loaded kernel module");
             Ok(LoadOutcome::Loaded)
         }
         Err(Errno::EEXIST) => {

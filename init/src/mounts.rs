@@ -3,8 +3,7 @@
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use std::path::{Path, PathBuf};
 
-/// (source, target, type, flags, options), in mount order: /dev before /dev/pts, /sys
-/// before /sys/kernel/config.
+/// (source, target, type, flags, options), in mount order: /dev before /dev/pts.
 const API_FILESYSTEMS: &[(&str, &str, &str, u64, &str)] = &[
     ("proc", "/proc", "proc", NOSUID_NODEV_NOEXEC, ""),
     ("sysfs", "/sys", "sysfs", NOSUID_NODEV_NOEXEC, ""),
@@ -18,14 +17,16 @@ const API_FILESYSTEMS: &[(&str, &str, &str, u64, &str)] = &[
     ),
     ("tmpfs", "/dev/shm", "tmpfs", NOSUID_NODEV, "mode=1777"),
     ("tmpfs", "/run", "tmpfs", NOSUID_NODEV, "mode=0755"),
-    (
-        "configfs",
-        "/sys/kernel/config",
-        "configfs",
-        NOSUID_NODEV_NOEXEC,
-        "",
-    ),
 ];
+
+/// configfs is a module in Debian's kernels: it is mounted after the modules are loaded.
+const CONFIGFS: (&str, &str, &str, u64, &str) = (
+    "configfs",
+    "/sys/kernel/config",
+    "configfs",
+    NOSUID_NODEV_NOEXEC,
+    "",
+);
 const NOSUID: u64 = libc::MS_NOSUID;
 const NOSUID_NODEV: u64 = libc::MS_NOSUID | libc::MS_NODEV;
 const NOSUID_NOEXEC: u64 = libc::MS_NOSUID | libc::MS_NOEXEC;
@@ -122,11 +123,29 @@ fn mounted_points() -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-/// Mounts /proc, /sys, /dev, /dev/pts, /dev/shm, /run and configfs, skipping any that is
-/// already there. Returns one message per failure; boot goes on without that mount.
+/// Mounts /proc, /sys, /dev, /dev/pts, /dev/shm and /run, skipping any that is already
+/// there. Returns one message per failure; boot goes on without that mount.
 pub fn mount_api_filesystems() -> Vec<String> {
+    mount_each(API_FILESYSTEMS)
+}
+
+/// Mounts /proc when nothing is there yet (the first thing PID 1 of a machine does);
+/// returns what went wrong, if anything.
+pub fn mount_proc_if_missing() -> Option<String> {
+    if Path::new("/proc/self").exists() {
+        return None;
+    }
+    mount_each(&API_FILESYSTEMS[..1]).into_iter().next()
+}
+
+/// Mounts configfs on /sys/kernel/config (LIO's interface), once its module is loaded.
+pub fn mount_configfs() -> Vec<String> {
+    mount_each(&[CONFIGFS])
+}
+
+fn mount_each(table: &[(&str, &str, &str, u64, &str)]) -> Vec<String> {
     let mut failures = Vec::new();
-    for &(source, target, fstype, flags, data) in API_FILESYSTEMS {
+    for &(source, target, fstype, flags, data) in table {
         // Re-read each time: /proc itself is the first mount.
         if mounted_points().iter().any(|p| p == Path::new(target)) {
             continue;

@@ -18,6 +18,14 @@ The socket is /run/star/init.sock unless --socket or STAR_INIT_SOCKET says other
 
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
+    // Installed as /sbin/poweroff and /sbin/reboot too: the kernel's orderly_poweroff runs
+    // /sbin/poweroff, and people type these out of habit. Both go through star-init.
+    let invoked_as = std::env::args()
+        .next()
+        .and_then(|a| a.rsplit('/').next().map(str::to_string));
+    if let Some(cmd @ ("poweroff" | "reboot")) = invoked_as.as_deref() {
+        args = vec![cmd.to_string()];
+    }
     let mut socket = std::env::var_os("STAR_INIT_SOCKET")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(star_core::init_config::DEFAULT_CONTROL_SOCKET));

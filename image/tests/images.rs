@@ -1,0 +1,307 @@
+//! Builds real images from Debian's packages and boots them in QEMU (TCG, OVMF) with
+//! star-init as PID 1: to `star: appliance ready`, then an ACPI power-button press
+//! (`system_powerdown`) that must end the VM by itself.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+const STAR_IMAGE: &str = env!("CARGO_BIN_EXE_star-image");
+const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// The static binaries `make static` leaves (make test builds them first).
+fn static_bins() -> PathBuf {
+    let dir = root().join("target/x86_64-unknown-linux-gnu/release");
+    assert!(
+        dir.join("star-init").exists() && dir.join("star").exists(),
+        "static binaries missing in {}: run `make static` (make test does)",
+        dir.display()
+    );
+    dir
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("star-image-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs `star-image build`; returns (success, stdout+stderr). One build at a time: builds
+/// share the package cache.
+fn star_image(board: &str, out: &Path, envs: &[(&str, &str)]) -> (bool, String) {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut cmd = Command::new(STAR_IMAGE);
+    cmd.args(["build", "--board", board, "--out"])
+        .arg(out)
+        .arg("--bin-dir")
+        .arg(static_bins())
+        .arg("--cache")
+        .arg(root().join(".cache"))
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .current_dir(root());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let o = cmd.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o.status.success(), text)
+}
+
+/// Each board is built once per test run and shared by the tests that boot it.
+fn built(board: &'static str) -> PathBuf {
+    static BUILDS: OnceLock<Mutex<Vec<(&'static str, PathBuf)>>> = OnceLock::new();
+    let builds = BUILDS.get_or_init(|| Mutex::new(Vec::new()));
+    let mut builds = builds.lock().unwrap();
+    if let Some((_, dir)) = builds.iter().find(|(b, _)| *b == board) {
+        return dir.clone();
+    }
+    let out = scratch(&format!("build-{board}"));
+    let (ok, text) = star_image(board, &out, &[]);
+    assert!(ok, "star-image build --board {board} failed:\n{text}");
+    builds.push((board, out.clone()));
+    out
+}
+
+struct Vm {
+    child: Child,
+    serial: Arc<Mutex<String>>,
+    monitor: PathBuf,
+}
+
+impl Vm {
+    fn boot(disk: &Path, format: &str, interface: &str, dir: &Path) -> Vm {
+        let vars = dir.join("OVMF_VARS.fd");
+        std::fs::copy(OVMF_VARS, &vars).expect("OVMF is installed (apt-get install ovmf)");
+        let monitor = dir.join("monitor.sock");
+        let _ = std::fs::remove_file(&monitor);
+        let mut child = Command::new("qemu-system-x86_64")
+            .args(["-accel", "tcg", "-machine", "q35", "-m", "512", "-smp", "1"])
+            .args(["-display", "none", "-no-reboot", "-net", "none"])
+            .arg("-drive")
+            .arg(format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"))
+            .arg("-drive")
+            .arg(format!("if=pflash,format=raw,file={}", vars.display()))
+            .arg("-drive")
+            .arg(format!(
+                "file={},format={format},if={interface},snapshot=on",
+                disk.display()
+            ))
+            .arg("-monitor")
+            .arg(format!("unix:{},server,nowait", monitor.display()))
+            .args(["-serial", "stdio"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("qemu-system-x86_64 (apt-get install qemu-system-x86)");
+        let serial = Arc::new(Mutex::new(String::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let serial = serial.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    let mut s = serial.lock().unwrap();
+                    s.push_str(&line);
+                    s.push('\n');
+                }
+            });
+        }
+        Vm {
+            child,
+            serial,
+            monitor,
+        }
+    }
+
+    fn serial(&self) -> String {
+        self.serial.lock().unwrap().clone()
+    }
+
+    fn wait_for(&mut self, needle: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.serial().contains(needle) {
+                return;
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "QEMU exited ({status}) before {needle:?}:\n{}",
+                    self.serial()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        panic!(
+            "no {needle:?} within {limit:?}; serial console:\n{}",
+            self.serial()
+        );
+    }
+
+    fn monitor(&self, command: &str) {
+        let mut s = std::os::unix::net::UnixStream::connect(&self.monitor).unwrap();
+        s.write_all(format!("{command}\n").as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    /// QEMU must exit by itself (the guest powered off) within `limit`.
+    fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(100));
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        panic!(
+            "the VM did not power off; serial console:\n{}",
+            self.serial()
+        );
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Boots a disk to ready and powers it off with the ACPI button; returns the console.
+fn boot_and_power_off(disk: &Path, format: &str, interface: &str) -> String {
+    let dir = scratch(&format!("vm-{format}"));
+    let mut vm = Vm::boot(disk, format, interface, &dir);
+    // TCG through OVMF is slow on a loaded machine: a generous limit, not a timing check.
+    vm.wait_for("star: appliance ready", Duration::from_secs(240));
+    vm.monitor("system_powerdown");
+    let status = vm.wait_exit(Duration::from_secs(120));
+    let serial = vm.serial();
+    assert!(status.success(), "QEMU: {status}\n{serial}");
+    serial
+}
+
+#[test]
+fn the_qemu_image_boots_to_ready_and_powers_off_on_the_acpi_button() {
+    let out = built("qemu");
+    let serial = boot_and_power_off(&out.join("star-qemu.raw"), "raw", "virtio");
+    assert!(
+        serial.contains("STAR init") && serial.contains("as PID 1"),
+        "{serial}"
+    );
+    assert!(serial.contains("kernel modules ready:"), "{serial}");
+    assert!(serial.contains("iscsi_target_mod"), "{serial}");
+    assert!(
+        serial.contains("hardware watchdog /dev/watchdog armed"),
+        "{serial}"
+    );
+    assert!(serial.contains("ACPI power button: poweroff"), "{serial}");
+    assert!(serial.contains("powering off"), "{serial}");
+    assert!(!serial.contains("Kernel panic"), "{serial}");
+    assert!(
+        !serial.contains("star-init: error:"),
+        "init reported an error:\n{serial}"
+    );
+}
+
+#[test]
+fn the_virtualbox_vdi_boots() {
+    let out = built("virtualbox");
+    assert!(out.join("vbox-lab.sh").exists());
+    let serial = boot_and_power_off(&out.join("star-virtualbox.vdi"), "vdi", "ide");
+    assert!(
+        serial.contains("ahci") && serial.contains("e1000"),
+        "{serial}"
+    );
+}
+
+#[test]
+fn the_aws_vmdk_boots() {
+    let out = built("aws-ec2");
+    for f in [
+        "star-aws-ec2.vmdk",
+        "register-image.json",
+        "aws-import.sh",
+        "manifest.json",
+    ] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    let serial = boot_and_power_off(&out.join("star-aws-ec2.vmdk"), "vmdk", "virtio");
+    assert!(
+        serial.contains("nvme_core.io_timeout=4294967295"),
+        "{serial}"
+    );
+}
+
+#[test]
+fn two_builds_of_the_same_tree_are_byte_identical() {
+    let first = built("qemu");
+    let second = scratch("repro");
+    let (ok, text) = star_image("qemu", &second, &[]);
+    assert!(ok, "{text}");
+    let a = std::fs::read(first.join("star-qemu.raw")).unwrap();
+    let b = std::fs::read(second.join("star-qemu.raw")).unwrap();
+    assert_eq!(a.len(), b.len());
+    assert!(a == b, "the raw images differ");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(first.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["source_date_epoch"], 1700000000);
+    let raw = &manifest["artifacts"][0];
+    assert_eq!(raw["file"], "star-qemu.raw");
+    assert_eq!(raw["size"], a.len() as u64);
+    assert_eq!(raw["sha256"].as_str().unwrap().len(), 64);
+    assert!(manifest["kernel_release"]
+        .as_str()
+        .unwrap()
+        .ends_with("-cloud-amd64"));
+}
+
+#[test]
+fn a_missing_host_tool_names_its_package() {
+    let empty = scratch("no-tools");
+    let (ok, text) = star_image(
+        "qemu",
+        &empty.join("out"),
+        &[("STAR_IMAGE_PATH", empty.to_str().unwrap())],
+    );
+    assert!(!ok);
+    assert!(
+        text.contains("dpkg-deb is not installed: apt-get install dpkg"),
+        "{text}"
+    );
+    assert!(
+        text.contains("objcopy is not installed: apt-get install binutils"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_unknown_board_lists_the_known_ones() {
+    let out = scratch("unknown-board");
+    let (ok, text) = star_image("raspberry-pi", &out, &[]);
+    assert!(!ok);
+    assert!(
+        text.contains("unknown board \"raspberry-pi\"; known boards: aws-ec2, qemu, virtualbox"),
+        "{text}"
+    );
+}
