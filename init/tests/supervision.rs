@@ -486,3 +486,55 @@ fn nix_mkfifo(path: &std::path::Path) {
     // SAFETY: mkfifo with a valid C string.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
 }
+
+#[test]
+fn under_a_service_manager_it_reports_ready_feeds_the_watchdog_and_says_stopping() {
+    // A datagram socket stands in for systemd's NOTIFY_SOCKET.
+    let dir = scratch("under-systemd");
+    let manager_path = dir.join("manager.sock");
+    let manager = std::os::unix::net::UnixDatagram::bind(&manager_path).unwrap();
+    manager
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let config = dir.join("init.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}[[service]]\nname = \"svc\"\nexec = [\"sh\", \"-c\", \"sleep 0.3; systemd-notify --ready; exec sleep 1000\"]\nnotify = true\n",
+            init_table(&dir, "")
+        ),
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new(STAR_INIT);
+    cmd.arg("--config").arg(&config);
+    let mut child = cmd
+        .env("NOTIFY_SOCKET", &manager_path)
+        .env("WATCHDOG_USEC", "1000000")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !(seen.iter().any(|m: &String| m.contains("READY=1"))
+        && seen.iter().filter(|m| m.contains("WATCHDOG=1")).count() >= 2)
+    {
+        let n = manager.recv(&mut buf).expect("a message from star-init");
+        seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    // The service's own READY=1 went to star-init, not to the manager: only one READY.
+    assert_eq!(
+        seen.iter().filter(|m| m.contains("READY=1")).count(),
+        1,
+        "{seen:?}"
+    );
+    // SAFETY: kill(2) on our child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    loop {
+        let n = manager.recv(&mut buf).expect("STOPPING=1 before exit");
+        if String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1") {
+            break;
+        }
+    }
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
