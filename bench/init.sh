@@ -46,45 +46,43 @@ ctxt() { # voluntary + involuntary context switches of a pid: each is one wakeup
   echo "star:      $(stat -c %s "$BIN/star") bytes"
 } > "$out"
 
-# Resident memory and idle wakeups, ten services, no hardware watchdog.
-config "" > "$work/init.toml"
-"$INIT" --config "$work/init.toml" > "$work/log" 2>&1 &
-pid=$!
-wait_ready "$work/log"
-sleep 1
-rss=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
-hwm=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
-before=$(ctxt $pid)
-sleep 30
-after=$(ctxt $pid)
-kill -TERM $pid; wait $pid || true
-{
-  echo
-  echo "## memory, ten services running"
-  echo "VmRSS: $rss KiB (peak VmHWM: $hwm KiB)"
-  echo
-  echo "## idle wakeups over 30 s, ten services, no watchdog"
-  echo "context switches: $((after - before))"
-} >> "$out"
+# Starts star-init on a services file, waits for ready, and prints its resident and peak
+# memory (KiB) and its context switches over 30 idle seconds: "rss hwm wakeups".
+idle_run() { # $1 = services file, $2 = log
+  "$INIT" --config "$1" > "$2" 2>&1 &
+  local pid=$!
+  wait_ready "$2"
+  sleep 1
+  local rss hwm before after
+  rss=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
+  hwm=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
+  before=$(ctxt $pid)
+  sleep 30
+  after=$(ctxt $pid)
+  kill -TERM $pid; wait $pid || true
+  echo "$rss $hwm $((after - before))"
+}
 
+# Ten services, no hardware watchdog.
+config "" > "$work/init.toml"
+read -r rss hwm wakeups < <(idle_run "$work/init.toml" "$work/log")
 # The same with a hardware watchdog (a FIFO stands in; timeout 30 s: one feed every 10 s).
 mkfifo "$work/wd"
 cat "$work/wd" > /dev/null &
 config "[watchdog]
 device = \"$work/wd\"
 timeout_sec = 30" > "$work/init-wd.toml"
-"$INIT" --config "$work/init-wd.toml" > "$work/log-wd" 2>&1 &
-pid=$!
-wait_ready "$work/log-wd"
-sleep 1
-before=$(ctxt $pid)
-sleep 30
-after=$(ctxt $pid)
-kill -TERM $pid; wait $pid || true
+read -r _ _ wakeups_wd < <(idle_run "$work/init-wd.toml" "$work/log-wd")
 {
   echo
+  echo "## memory, ten services running"
+  echo "VmRSS: $rss KiB (peak VmHWM: $hwm KiB)"
+  echo
+  echo "## idle wakeups over 30 s, ten services, no watchdog"
+  echo "context switches: $wakeups"
+  echo
   echo "## idle wakeups over 30 s, ten services, watchdog fed every 10 s"
-  echo "context switches: $((after - before))"
+  echo "context switches: $wakeups_wd"
 } >> "$out"
 
 # exec to first service: the service prints CLOCK_REALTIME in ns as its first act.

@@ -2,8 +2,11 @@
 //!
 //! - [`init_config`]: the schema of star-init's services file, with validation that names
 //!   the file, line and key of every mistake.
+//! - [`node_config`]: star.toml, one node's configuration.
 //! - [`control`]: the line-delimited JSON protocol spoken on the control sockets, and a
 //!   small blocking client for it.
 
+pub mod config_error;
 pub mod control;
 pub mod init_config;
+pub mod node_config;

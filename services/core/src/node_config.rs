@@ -1,0 +1,1127 @@
+//! star.toml: one node's configuration (who it is, its networks, the floating address, the
+//! witness, the key, the administrator, the array's first LUNs and hosts, the timeouts).
+//!
+//! As with the services file, the text is read into "raw" structs that keep every value's
+//! position, then validated; every mistake is reported with file, line, column, key and
+//! what is allowed, and a file with any mistake is refused whole. Examples for every board
+//! and for the lab are in `examples/` and are tested.
+
+use crate::config_error::{ConfigError, ConfigErrors, Locator};
+use serde::Deserialize;
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::time::Duration;
+use toml::Spanned;
+
+/// The only version this code reads.
+pub const VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeConfig {
+    pub version: u32,
+    pub array_name: String,
+    pub node: Node,
+    pub interfaces: Vec<Interface>,
+    pub floating: Option<Floating>,
+    pub witness: Option<Witness>,
+    /// Authenticates heartbeats and witness messages: the same on all three machines.
+    pub cluster_key: Vec<u8>,
+    pub admin_password_hash: String,
+    pub luns: Vec<Lun>,
+    pub hosts: Vec<Host>,
+    pub timeouts: Timeouts,
+    pub ntp_server: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    Controller,
+    Witness,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub name: String,
+    /// 1 or 2 for controllers (it is also the ALUA target port group id); 3 for the witness.
+    pub id: u8,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Purpose {
+    /// Where iSCSI initiators connect, and where the floating address lives.
+    Client,
+    /// Between the controllers (and the witness): heartbeats.
+    Interconnect,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Addressing {
+    Dhcp,
+    Static {
+        address: IpAddr,
+        prefix_len: u8,
+        gateway: Option<IpAddr>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Interface {
+    /// The kernel's name (eth0, ens5).
+    pub name: String,
+    pub purpose: Purpose,
+    pub addressing: Addressing,
+    pub mtu: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TakeoverMethod {
+    /// Same L2 network: add the address, send gratuitous ARP.
+    Arp,
+    /// AWS, one subnet: move a secondary private IP between the controllers' ENIs.
+    AwsSecondaryIp,
+    /// AWS: point route-table entries for the address at the active controller.
+    AwsRouteTable { route_table_ids: Vec<String> },
+    /// AWS, across zones: UPSERT an A record.
+    AwsRoute53 {
+        hosted_zone_id: String,
+        record_name: String,
+        ttl: u32,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Floating {
+    pub address: IpAddr,
+    pub prefix_len: u8,
+    pub method: TakeoverMethod,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Witness {
+    pub host: String,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lun {
+    pub name: String,
+    pub size_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Host {
+    pub name: String,
+    pub iqn: String,
+    pub luns: Vec<String>,
+    pub chap_user: Option<String>,
+    pub chap_secret: Option<String>,
+}
+
+/// The failover timing. Defaults are safe for EBS and a loaded VM; see `derive` for how
+/// they relate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timeouts {
+    /// How often a controller writes its heartbeat slot and sends a UDP heartbeat.
+    pub heartbeat_interval: Duration,
+    /// A heartbeat write not done within this means this node cannot be trusted to serve.
+    pub io_timeout: Duration,
+    /// The peer's heartbeat unchanged for this long: the peer is presumed dead.
+    pub peer_dead: Duration,
+    /// The hardware watchdog's timeout on the controllers.
+    pub watchdog: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts {
+            heartbeat_interval: Duration::from_millis(500),
+            io_timeout: Duration::from_secs(3),
+            peer_dead: Duration::from_secs(10),
+            watchdog: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Timeouts {
+    /// SBD's rule: before taking over, a standby waits at least twice the peer's watchdog
+    /// timeout after poisoning it, so the peer has certainly reset.
+    pub fn msgwait(&self) -> Duration {
+        self.watchdog * 2
+    }
+
+    /// The worst-case time from the active's death to the standby serving.
+    pub fn worst_case_takeover(&self) -> Duration {
+        self.peer_dead + self.msgwait()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    version: Spanned<u32>,
+    array: RawArray,
+    node: RawNode,
+    #[serde(default)]
+    interface: Vec<Spanned<RawInterface>>,
+    floating: Option<Spanned<RawFloating>>,
+    witness: Option<RawWitness>,
+    cluster: RawCluster,
+    admin: RawAdmin,
+    #[serde(default)]
+    lun: Vec<RawLun>,
+    #[serde(default)]
+    host: Vec<RawHost>,
+    #[serde(default)]
+    timeouts: RawTimeouts,
+    time: Option<RawTime>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawArray {
+    name: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    name: Spanned<String>,
+    id: Spanned<u8>,
+    role: Spanned<Role>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInterface {
+    name: Spanned<String>,
+    purpose: Purpose,
+    #[serde(default)]
+    dhcp: bool,
+    address: Option<Spanned<String>>,
+    gateway: Option<Spanned<String>>,
+    mtu: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFloating {
+    address: Spanned<String>,
+    method: Spanned<String>,
+    #[serde(default)]
+    route_table_ids: Vec<Spanned<String>>,
+    hosted_zone_id: Option<Spanned<String>>,
+    record_name: Option<Spanned<String>>,
+    ttl: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWitness {
+    url: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    key: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    password_hash: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLun {
+    name: Spanned<String>,
+    size: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHost {
+    name: Spanned<String>,
+    iqn: Spanned<String>,
+    #[serde(default)]
+    luns: Vec<Spanned<String>>,
+    chap_user: Option<Spanned<String>>,
+    chap_secret: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTimeouts {
+    heartbeat_interval_ms: Option<Spanned<u64>>,
+    io_timeout_ms: Option<Spanned<u64>>,
+    peer_dead_ms: Option<Spanned<u64>>,
+    watchdog_sec: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTime {
+    ntp_server: Option<Spanned<String>>,
+}
+
+// ---------------------------------------------------------------------------------------
+
+/// `a.b.c.d/nn` or an IPv6 address with a prefix.
+pub fn parse_cidr(text: &str) -> Result<(IpAddr, u8), String> {
+    let (addr, prefix) = text
+        .split_once('/')
+        .ok_or_else(|| format!("{text:?} needs a prefix length, like 10.0.1.11/24"))?;
+    let addr: IpAddr = addr
+        .parse()
+        .map_err(|_| format!("{addr:?} is not an IP address"))?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let prefix: u8 = prefix
+        .parse()
+        .ok()
+        .filter(|p| *p <= max)
+        .ok_or_else(|| format!("prefix length must be 0 to {max}, not {prefix:?}"))?;
+    Ok((addr, prefix))
+}
+
+/// `10G`, `512MiB`, `1TiB`, or a number of bytes; binary units, whole MiB at least.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let num: u64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (like 10GiB or 512MiB)"))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KiB" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        "G" | "GiB" => 1 << 30,
+        "T" | "TiB" => 1 << 40,
+        other if other.contains(|c: char| c.is_ascii_digit() || c == '.') => {
+            return Err(format!(
+                "{text:?} is not a size: a whole number and a unit, like 10GiB or 512MiB"
+            ))
+        }
+        other => return Err(format!("unknown size unit {other:?} (use MiB, GiB or TiB)")),
+    };
+    let bytes = num
+        .checked_mul(mult)
+        .ok_or_else(|| format!("{text:?} is too large"))?;
+    if bytes < 1 << 20 || !bytes.is_multiple_of(1 << 20) {
+        return Err(format!(
+            "{text:?}: a LUN is a whole number of MiB, at least 1 MiB"
+        ));
+    }
+    Ok(bytes)
+}
+
+/// iqn.YYYY-MM.reversed.domain[:anything], lowercase, as RFC 3720 §3.2.6.3.1 has it.
+pub fn valid_iqn(iqn: &str) -> bool {
+    let Some(rest) = iqn.strip_prefix("iqn.") else {
+        return false;
+    };
+    let bytes = rest.as_bytes();
+    let date_ok = bytes.len() > 8
+        && bytes[..4].iter().all(u8::is_ascii_digit)
+        && bytes[4] == b'-'
+        && bytes[5..7].iter().all(u8::is_ascii_digit)
+        && bytes[7] == b'.';
+    date_ok
+        && iqn.len() <= 223
+        && iqn
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-.:".contains(c))
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    (1..=32).contains(&name.len())
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+const NAME_RULE: &str =
+    "lowercase letters, digits and '-', starting with a letter, at most 32 characters";
+
+impl NodeConfig {
+    pub fn load(path: &Path) -> Result<NodeConfig, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: path.to_path_buf(),
+                line: 0,
+                column: 0,
+                key: None,
+                message: format!("cannot read star.toml: {e}"),
+            }])
+        })?;
+        NodeConfig::from_toml(&text, path)
+    }
+
+    /// Validates star.toml's text; `file` names it in errors (a path, or "EC2 user-data").
+    pub fn from_toml(text: &str, file: &Path) -> Result<NodeConfig, ConfigErrors> {
+        let at = Locator { file, text };
+        let raw: RawFile =
+            toml::from_str(text).map_err(|e| ConfigErrors(vec![at.toml_error(&e)]))?;
+        let mut errors = Vec::new();
+        let cfg = validate(&at, raw, &mut errors);
+        if errors.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    pub fn interface(&self, purpose: Purpose) -> Option<&Interface> {
+        self.interfaces.iter().find(|i| i.purpose == purpose)
+    }
+}
+
+struct Check<'a> {
+    at: &'a Locator<'a>,
+    errors: Vec<ConfigError>,
+}
+
+impl Check<'_> {
+    fn fail(&mut self, span: std::ops::Range<usize>, key: &str, message: impl Into<String>) {
+        self.errors.push(self.at.error(span, key, message));
+    }
+
+    fn milliseconds(
+        &mut self,
+        value: &Option<Spanned<u64>>,
+        key: &str,
+        default: Duration,
+        range: (u64, u64),
+    ) -> Duration {
+        let Some(v) = value else { return default };
+        let ms = *v.get_ref();
+        if !(range.0..=range.1).contains(&ms) {
+            self.fail(
+                v.span(),
+                key,
+                format!("must be between {} and {}", range.0, range.1),
+            );
+            return default;
+        }
+        Duration::from_millis(ms)
+    }
+}
+
+fn validate(at: &Locator, raw: RawFile, errors: &mut Vec<ConfigError>) -> NodeConfig {
+    let mut c = Check {
+        at,
+        errors: Vec::new(),
+    };
+    if *raw.version.get_ref() != VERSION {
+        let v = *raw.version.get_ref();
+        c.fail(
+            raw.version.span(),
+            "version",
+            format!("this STAR reads star.toml version {VERSION}, not {v}"),
+        );
+    }
+    let array_name = raw.array.name.get_ref().clone();
+    if !valid_name(&array_name) {
+        c.fail(
+            raw.array.name.span(),
+            "array.name",
+            format!("{array_name:?}: {NAME_RULE}"),
+        );
+    }
+    let node_name = raw.node.name.get_ref().clone();
+    if !valid_name(&node_name) {
+        c.fail(
+            raw.node.name.span(),
+            "node.name",
+            format!("{node_name:?}: {NAME_RULE}"),
+        );
+    }
+    let role = *raw.node.role.get_ref();
+    let id = *raw.node.id.get_ref();
+    match role {
+        Role::Controller if !(1..=2).contains(&id) => c.fail(
+            raw.node.id.span(),
+            "node.id",
+            format!("a controller is node 1 or 2, not {id}"),
+        ),
+        Role::Witness if id != 3 => c.fail(
+            raw.node.id.span(),
+            "node.id",
+            format!("the witness is node 3, not {id}"),
+        ),
+        _ => {}
+    }
+
+    let interfaces = validate_interfaces(&mut c, &raw.interface);
+    if interfaces.is_empty() {
+        c.fail(0..0, "interface", "at least one [[interface]] is needed");
+    }
+    if role == Role::Controller {
+        for (purpose, word) in [
+            (Purpose::Client, "client"),
+            (Purpose::Interconnect, "interconnect"),
+        ] {
+            if !interfaces.iter().any(|i| i.purpose == purpose) {
+                c.fail(
+                    0..0,
+                    "interface.purpose",
+                    format!("a controller needs an interface with purpose = \"{word}\""),
+                );
+            }
+        }
+    }
+
+    let floating = raw
+        .floating
+        .as_ref()
+        .and_then(|f| validate_floating(&mut c, f));
+    match (role, &raw.floating) {
+        (Role::Controller, None) => c.fail(
+            0..0,
+            "floating",
+            "a controller needs [floating]: the address clients connect to",
+        ),
+        (Role::Witness, Some(f)) => {
+            c.fail(f.span(), "floating", "the witness has no floating address")
+        }
+        _ => {}
+    }
+
+    let witness = raw.witness.as_ref().and_then(|w| {
+        let url = w.url.get_ref();
+        match parse_witness_url(url) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                c.fail(w.url.span(), "witness.url", e);
+                None
+            }
+        }
+    });
+    if role == Role::Controller && raw.witness.is_none() {
+        c.fail(
+            0..0,
+            "witness",
+            "a controller needs [witness] url = \"udp://HOST:PORT\"",
+        );
+    }
+
+    let key_text = raw.cluster.key.get_ref();
+    let cluster_key = match decode_hex(key_text) {
+        Some(k) if k.len() >= 32 => k,
+        _ => {
+            c.fail(raw.cluster.key.span(), "cluster.key", "must be at least 32 bytes as hex (64 hex digits): make one with `head -c 32 /dev/urandom | xxd -p -c 64`");
+            Vec::new()
+        }
+    };
+
+    let hash = raw.admin.password_hash.get_ref().clone();
+    if !["$6$", "$5$", "$y$", "$2b$"]
+        .iter()
+        .any(|p| hash.starts_with(p))
+        || hash.matches('$').count() < 3
+    {
+        c.fail(raw.admin.password_hash.span(), "admin.password_hash", "must be a crypt(3) hash ($6$..., $y$..., $5$... or $2b$...): make one with `mkpasswd -m sha-512`");
+    }
+
+    let mut luns = Vec::new();
+    let mut lun_names = BTreeSet::new();
+    for l in &raw.lun {
+        let name = l.name.get_ref().clone();
+        if !valid_name(&name) {
+            c.fail(l.name.span(), "lun.name", format!("{name:?}: {NAME_RULE}"));
+        } else if !lun_names.insert(name.clone()) {
+            c.fail(
+                l.name.span(),
+                "lun.name",
+                format!("LUN {name:?} is defined twice"),
+            );
+        }
+        match parse_size(l.size.get_ref()) {
+            Ok(size_bytes) => luns.push(Lun { name, size_bytes }),
+            Err(e) => c.fail(l.size.span(), "lun.size", e),
+        }
+    }
+    let mut hosts = Vec::new();
+    for h in &raw.host {
+        let name = h.name.get_ref().clone();
+        if !valid_name(&name) {
+            c.fail(h.name.span(), "host.name", format!("{name:?}: {NAME_RULE}"));
+        }
+        let iqn = h.iqn.get_ref().clone();
+        if !valid_iqn(&iqn) {
+            c.fail(
+                h.iqn.span(),
+                "host.iqn",
+                format!(
+                    "{iqn:?} is not an iSCSI name: iqn.YYYY-MM.reversed.domain[:name], lowercase"
+                ),
+            );
+        }
+        for l in &h.luns {
+            if !lun_names.contains(l.get_ref()) {
+                let known: Vec<&str> = lun_names.iter().map(String::as_str).collect();
+                c.fail(
+                    l.span(),
+                    "host.luns",
+                    format!(
+                        "no LUN named {:?} (LUNs: {})",
+                        l.get_ref(),
+                        known.join(", ")
+                    ),
+                );
+            }
+        }
+        match (&h.chap_user, &h.chap_secret) {
+            (Some(_), None) | (None, Some(_)) => c.fail(
+                h.name.span(),
+                "host.chap_secret",
+                "chap_user and chap_secret go together",
+            ),
+            (_, Some(s)) if !(12..=16).contains(&s.get_ref().len()) => {
+                // LIO and most initiators take 12 to 16 characters (RFC 3720 wants at least 96 bits).
+                c.fail(s.span(), "host.chap_secret", "must be 12 to 16 characters")
+            }
+            _ => {}
+        }
+        hosts.push(Host {
+            name,
+            iqn,
+            luns: h.luns.iter().map(|l| l.get_ref().clone()).collect(),
+            chap_user: h.chap_user.as_ref().map(|u| u.get_ref().clone()),
+            chap_secret: h.chap_secret.as_ref().map(|s| s.get_ref().clone()),
+        });
+    }
+    if role == Role::Witness && !(raw.lun.is_empty() && raw.host.is_empty()) {
+        c.fail(0..0, "lun", "the witness serves no LUNs or hosts");
+    }
+
+    let d = Timeouts::default();
+    let t = &raw.timeouts;
+    let timeouts = Timeouts {
+        heartbeat_interval: c.milliseconds(
+            &t.heartbeat_interval_ms,
+            "timeouts.heartbeat_interval_ms",
+            d.heartbeat_interval,
+            (50, 10_000),
+        ),
+        io_timeout: c.milliseconds(
+            &t.io_timeout_ms,
+            "timeouts.io_timeout_ms",
+            d.io_timeout,
+            (100, 120_000),
+        ),
+        peer_dead: c.milliseconds(
+            &t.peer_dead_ms,
+            "timeouts.peer_dead_ms",
+            d.peer_dead,
+            (500, 600_000),
+        ),
+        watchdog: match &t.watchdog_sec {
+            Some(w) if !(3..=300).contains(w.get_ref()) => {
+                c.fail(
+                    w.span(),
+                    "timeouts.watchdog_sec",
+                    "must be between 3 and 300",
+                );
+                d.watchdog
+            }
+            Some(w) => Duration::from_secs(*w.get_ref()),
+            None => d.watchdog,
+        },
+    };
+    // A peer is only presumed dead after several missed beats, and a node must give up its
+    // own I/O before the peer could presume it dead.
+    if timeouts.peer_dead < timeouts.heartbeat_interval * 4 {
+        let span = t.peer_dead_ms.as_ref().map_or(0..0, |v| v.span());
+        c.fail(
+            span,
+            "timeouts.peer_dead_ms",
+            format!(
+                "must be at least 4 heartbeat intervals ({} ms)",
+                (timeouts.heartbeat_interval * 4).as_millis()
+            ),
+        );
+    }
+    if timeouts.io_timeout >= timeouts.peer_dead {
+        let span = t.io_timeout_ms.as_ref().map_or(0..0, |v| v.span());
+        c.fail(
+            span,
+            "timeouts.io_timeout_ms",
+            format!(
+                "must be shorter than peer_dead_ms ({} ms)",
+                timeouts.peer_dead.as_millis()
+            ),
+        );
+    }
+
+    let ntp_server = raw
+        .time
+        .as_ref()
+        .and_then(|t| t.ntp_server.as_ref())
+        .map(|s| {
+            let v = s.get_ref().clone();
+            if v.is_empty() || v.contains(char::is_whitespace) {
+                c.fail(
+                    s.span(),
+                    "time.ntp_server",
+                    "must be a host name or an IP address",
+                );
+            }
+            v
+        });
+
+    errors.append(&mut c.errors);
+    NodeConfig {
+        version: *raw.version.get_ref(),
+        array_name,
+        node: Node {
+            name: node_name,
+            id,
+            role,
+        },
+        interfaces,
+        floating,
+        witness,
+        cluster_key,
+        admin_password_hash: hash,
+        luns,
+        hosts,
+        timeouts,
+        ntp_server,
+    }
+}
+
+fn validate_interfaces(c: &mut Check, raw: &[Spanned<RawInterface>]) -> Vec<Interface> {
+    let mut interfaces = Vec::new();
+    let mut names = BTreeSet::new();
+    let mut purposes = Vec::new();
+    for spanned in raw {
+        let i = spanned.get_ref();
+        let name = i.name.get_ref().clone();
+        if name.is_empty() || name.len() > 15 || name.contains(['/', ' ']) {
+            c.fail(
+                i.name.span(),
+                "interface.name",
+                format!("{name:?} is not a network interface name (at most 15 characters)"),
+            );
+        } else if !names.insert(name.clone()) {
+            c.fail(
+                i.name.span(),
+                "interface.name",
+                format!("{name:?} is configured twice"),
+            );
+        }
+        if purposes.contains(&i.purpose) {
+            c.fail(
+                i.name.span(),
+                "interface.purpose",
+                "only one interface may have each purpose (client, interconnect)",
+            );
+        }
+        purposes.push(i.purpose);
+        let addressing = match (i.dhcp, &i.address) {
+            (true, Some(a)) => {
+                c.fail(
+                    a.span(),
+                    "interface.address",
+                    "either dhcp = true or a static address, not both",
+                );
+                Addressing::Dhcp
+            }
+            (true, None) => {
+                if let Some(g) = &i.gateway {
+                    c.fail(
+                        g.span(),
+                        "interface.gateway",
+                        "with dhcp = true the gateway comes from the lease",
+                    );
+                }
+                Addressing::Dhcp
+            }
+            (false, None) => {
+                c.fail(
+                    i.name.span(),
+                    "interface.address",
+                    format!("interface {name:?} needs dhcp = true or address = \"a.b.c.d/nn\""),
+                );
+                Addressing::Dhcp
+            }
+            (false, Some(a)) => match parse_cidr(a.get_ref()) {
+                Ok((address, prefix_len)) => {
+                    let gateway = match &i.gateway {
+                        None => None,
+                        Some(g) => match g.get_ref().parse::<IpAddr>() {
+                            Ok(ip) => Some(ip),
+                            Err(_) => {
+                                c.fail(
+                                    g.span(),
+                                    "interface.gateway",
+                                    format!("{:?} is not an IP address", g.get_ref()),
+                                );
+                                None
+                            }
+                        },
+                    };
+                    Addressing::Static {
+                        address,
+                        prefix_len,
+                        gateway,
+                    }
+                }
+                Err(e) => {
+                    c.fail(a.span(), "interface.address", e);
+                    Addressing::Dhcp
+                }
+            },
+        };
+        if let Some(mtu) = &i.mtu {
+            if !(576..=9216).contains(mtu.get_ref()) {
+                c.fail(mtu.span(), "interface.mtu", "must be between 576 and 9216");
+            }
+        }
+        interfaces.push(Interface {
+            name,
+            purpose: i.purpose,
+            addressing,
+            mtu: i.mtu.as_ref().map(|m| *m.get_ref()),
+        });
+    }
+    interfaces
+}
+
+const METHODS: &str = "\"arp\", \"aws-secondary-ip\", \"aws-route-table\" or \"aws-route53\"";
+
+fn validate_floating(c: &mut Check, raw: &Spanned<RawFloating>) -> Option<Floating> {
+    let f = raw.get_ref();
+    let (address, prefix_len) = match parse_cidr(f.address.get_ref()) {
+        Ok(a) => a,
+        Err(e) => {
+            c.fail(f.address.span(), "floating.address", e);
+            (IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)
+        }
+    };
+    let needs = |c: &mut Check, v: &Option<Spanned<String>>, key: &str, method: &str| -> String {
+        match v {
+            Some(s) if !s.get_ref().is_empty() => s.get_ref().clone(),
+            _ => {
+                c.fail(
+                    f.method.span(),
+                    key,
+                    format!("method = \"{method}\" needs {key}"),
+                );
+                String::new()
+            }
+        }
+    };
+    let method = match f.method.get_ref().as_str() {
+        "arp" => TakeoverMethod::Arp,
+        "aws-secondary-ip" => TakeoverMethod::AwsSecondaryIp,
+        "aws-route-table" => {
+            if f.route_table_ids.is_empty() {
+                c.fail(
+                    f.method.span(),
+                    "floating.route_table_ids",
+                    "method = \"aws-route-table\" needs route_table_ids = [\"rtb-...\"]",
+                );
+            }
+            for r in &f.route_table_ids {
+                if !r.get_ref().starts_with("rtb-") {
+                    c.fail(
+                        r.span(),
+                        "floating.route_table_ids",
+                        format!("{:?} is not a route table id (rtb-...)", r.get_ref()),
+                    );
+                }
+            }
+            TakeoverMethod::AwsRouteTable {
+                route_table_ids: f
+                    .route_table_ids
+                    .iter()
+                    .map(|r| r.get_ref().clone())
+                    .collect(),
+            }
+        }
+        "aws-route53" => TakeoverMethod::AwsRoute53 {
+            hosted_zone_id: needs(
+                c,
+                &f.hosted_zone_id,
+                "floating.hosted_zone_id",
+                "aws-route53",
+            ),
+            record_name: needs(c, &f.record_name, "floating.record_name", "aws-route53"),
+            ttl: f.ttl.as_ref().map_or(10, |t| *t.get_ref()),
+        },
+        other => {
+            c.fail(
+                f.method.span(),
+                "floating.method",
+                format!("{other:?} is not a takeover method: use {METHODS}"),
+            );
+            return None;
+        }
+    };
+    Some(Floating {
+        address,
+        prefix_len,
+        method,
+    })
+}
+
+/// `udp://HOST:PORT`.
+pub fn parse_witness_url(url: &str) -> Result<Witness, String> {
+    let rest = url
+        .strip_prefix("udp://")
+        .ok_or_else(|| format!("{url:?}: the witness is reached as udp://HOST:PORT"))?;
+    let (host, port) = rest
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{url:?} has no port"))?;
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| format!("{url:?}: the port must be 1 to 65535"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(format!("{url:?} has no host"));
+    }
+    Ok(Witness {
+        host: host.to_string(),
+        port,
+    })
+}
+
+fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    let t = text.trim();
+    if !t.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..t.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(t.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn examples() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../board/examples")
+    }
+
+    fn example(name: &str) -> String {
+        std::fs::read_to_string(examples().join(name)).unwrap()
+    }
+
+    /// Every message for `text`, as printed.
+    fn refused(text: &str) -> Vec<String> {
+        NodeConfig::from_toml(text, Path::new("star.toml"))
+            .expect_err("must be refused")
+            .0
+            .iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    /// The lab's ctl1 with one line replaced.
+    fn ctl1_with(from: &str, to: &str) -> String {
+        let text = example("lab-ctl1.star.toml");
+        assert!(text.contains(from), "{from}");
+        text.replacen(from, to, 1)
+    }
+
+    #[test]
+    fn every_example_is_valid() {
+        let mut seen = 0;
+        for entry in std::fs::read_dir(examples()).unwrap() {
+            let path = entry.unwrap().path();
+            let cfg = NodeConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(cfg.version, VERSION);
+            seen += 1;
+        }
+        assert_eq!(seen, 6, "qemu, virtualbox, aws-ec2 and the lab's three");
+    }
+
+    #[test]
+    fn the_lab_pair_agrees_and_differs_where_it_must() {
+        let c1 = NodeConfig::from_toml(&example("lab-ctl1.star.toml"), Path::new("c1")).unwrap();
+        let c2 = NodeConfig::from_toml(&example("lab-ctl2.star.toml"), Path::new("c2")).unwrap();
+        let w = NodeConfig::from_toml(&example("lab-witness.star.toml"), Path::new("w")).unwrap();
+        assert_eq!((c1.node.id, c2.node.id, w.node.id), (1, 2, 3));
+        assert_eq!(c1.cluster_key, c2.cluster_key);
+        assert_eq!(c1.cluster_key, w.cluster_key);
+        assert_eq!(c1.floating, c2.floating);
+        assert_eq!(c1.array_name, w.array_name);
+        assert_ne!(
+            c1.interface(Purpose::Interconnect).unwrap().addressing,
+            c2.interface(Purpose::Interconnect).unwrap().addressing
+        );
+        assert_eq!(c1.timeouts.msgwait(), Duration::from_secs(20));
+        assert_eq!(c1.timeouts.worst_case_takeover(), Duration::from_secs(30));
+        assert_eq!(c1.luns[0].size_bytes, 1 << 30);
+        assert_eq!(w.node.role, Role::Witness);
+    }
+
+    #[test]
+    fn aws_example_uses_the_secondary_ip_and_time_sync() {
+        let c = NodeConfig::from_toml(&example("aws-ec2.star.toml"), Path::new("u")).unwrap();
+        assert_eq!(c.floating.unwrap().method, TakeoverMethod::AwsSecondaryIp);
+        assert_eq!(c.ntp_server.as_deref(), Some("169.254.169.123"));
+        assert!(c
+            .interfaces
+            .iter()
+            .all(|i| i.addressing == Addressing::Dhcp));
+    }
+
+    #[test]
+    fn unknown_key() {
+        assert_eq!(
+            refused(&ctl1_with("[array]\n", "[array]\ncolour = \"blue\"\n")),
+            vec!["star.toml:6:1: colour: unknown field `colour`, expected `name`"]
+        );
+    }
+
+    #[test]
+    fn wrong_version() {
+        assert_eq!(
+            refused(&ctl1_with("version = 1", "version = 2")),
+            vec!["star.toml:3:11: version: this STAR reads star.toml version 1, not 2"]
+        );
+    }
+
+    #[test]
+    fn controller_id_and_role() {
+        assert_eq!(
+            refused(&ctl1_with("id = 1 ", "id = 3 ")),
+            vec!["star.toml:10:6: node.id: a controller is node 1 or 2, not 3"]
+        );
+        let e = refused(&ctl1_with("role = \"controller\"", "role = \"boss\""));
+        assert_eq!(e.len(), 1);
+        assert!(
+            e[0].starts_with(
+                "star.toml:11:8: role: unknown variant `boss`, expected `controller` or `witness`"
+            ),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn bad_addresses() {
+        assert_eq!(
+            refused(&ctl1_with("192.0.2.11/24", "192.0.2.11")),
+            vec!["star.toml:17:11: interface.address: \"192.0.2.11\" needs a prefix length, like 10.0.1.11/24"]
+        );
+        assert_eq!(
+            refused(&ctl1_with("192.0.2.11/24", "192.0.2.311/24")),
+            vec!["star.toml:17:11: interface.address: \"192.0.2.311\" is not an IP address"]
+        );
+        assert_eq!(
+            refused(&ctl1_with("address = \"192.0.2.11/24\"", "dhcp = true\naddress = \"192.0.2.11/24\"")),
+            vec!["star.toml:18:11: interface.address: either dhcp = true or a static address, not both"]
+        );
+    }
+
+    #[test]
+    fn missing_interconnect_and_floating() {
+        let text = ctl1_with("purpose = \"interconnect\"", "purpose = \"client\"");
+        assert_eq!(
+            refused(&text),
+            vec![
+                "star.toml:22:8: interface.purpose: only one interface may have each purpose (client, interconnect)",
+                "star.toml:1:1: interface.purpose: a controller needs an interface with purpose = \"interconnect\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_takeover_method_lists_the_methods() {
+        assert_eq!(
+            refused(&ctl1_with("method = \"arp\"", "method = \"bgp\"")),
+            vec!["star.toml:28:10: floating.method: \"bgp\" is not a takeover method: use \"arp\", \"aws-secondary-ip\", \"aws-route-table\" or \"aws-route53\""]
+        );
+        let e = refused(&ctl1_with("method = \"arp\"", "method = \"aws-route53\""));
+        assert_eq!(
+            e,
+            vec![
+                "star.toml:28:10: floating.hosted_zone_id: method = \"aws-route53\" needs floating.hosted_zone_id",
+                "star.toml:28:10: floating.record_name: method = \"aws-route53\" needs floating.record_name",
+            ]
+        );
+    }
+
+    #[test]
+    fn key_hash_witness_and_luns() {
+        assert_eq!(
+            refused(&ctl1_with("key = \"5f0c", "key = \"zz0c")),
+            vec!["star.toml:36:7: cluster.key: must be at least 32 bytes as hex (64 hex digits): make one with `head -c 32 /dev/urandom | xxd -p -c 64`"]
+        );
+        assert_eq!(
+            refused(&ctl1_with("password_hash = \"$6$", "password_hash = \"plain")),
+            vec!["star.toml:40:17: admin.password_hash: must be a crypt(3) hash ($6$..., $y$..., $5$... or $2b$...): make one with `mkpasswd -m sha-512`"]
+        );
+        assert_eq!(
+            refused(&ctl1_with("udp://198.51.100.3:7400", "tcp://198.51.100.3:7400")),
+            vec!["star.toml:31:7: witness.url: \"tcp://198.51.100.3:7400\": the witness is reached as udp://HOST:PORT"]
+        );
+        assert_eq!(
+            refused(&ctl1_with("luns = [\"data0\"]", "luns = [\"data1\"]")),
+            vec!["star.toml:51:9: host.luns: no LUN named \"data1\" (LUNs: data0)"]
+        );
+        assert_eq!(
+            refused(&ctl1_with("size = \"1GiB\"", "size = \"1.5GB\"")),
+            vec!["star.toml:46:8: lun.size: \"1.5GB\" is not a size: a whole number and a unit, like 10GiB or 512MiB"]
+        );
+    }
+
+    #[test]
+    fn timeouts_must_hang_together() {
+        assert_eq!(
+            refused(&ctl1_with("io_timeout_ms = 3000", "io_timeout_ms = 12000")),
+            vec!["star.toml:55:17: timeouts.io_timeout_ms: must be shorter than peer_dead_ms (10000 ms)"]
+        );
+        assert_eq!(
+            refused(&ctl1_with("peer_dead_ms = 10000", "peer_dead_ms = 1000")),
+            vec![
+                "star.toml:56:16: timeouts.peer_dead_ms: must be at least 4 heartbeat intervals (2000 ms)",
+                "star.toml:55:17: timeouts.io_timeout_ms: must be shorter than peer_dead_ms (1000 ms)",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_witness_serves_nothing() {
+        let text = example("lab-witness.star.toml")
+            + "\n[floating]\naddress = \"192.0.2.100/24\"\nmethod = \"arp\"\n";
+        let e = refused(&text);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].ends_with("floating: the witness has no floating address"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn sizes_and_names() {
+        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("2T"), Ok(2 << 40));
+        assert!(parse_size("100").is_err(), "less than a MiB");
+        assert!(valid_iqn("iqn.2026-11.example.lab:client1"));
+        assert!(!valid_iqn("iqn.26-11.example"));
+        assert!(!valid_iqn("IQN.2026-11.example"));
+        assert_eq!(
+            parse_witness_url("udp://[fd00::3]:7400").unwrap(),
+            Witness {
+                host: "fd00::3".into(),
+                port: 7400
+            }
+        );
+    }
+}
