@@ -92,6 +92,10 @@ fn tools_for(board: &Board) -> Vec<&'static str> {
 
 pub fn build(opts: &BuildOptions) -> Result<Manifest, String> {
     let board = board::load(&opts.root.join("board"), &opts.board)?;
+    if let Some(cfg) = &opts.config {
+        // A star.toml that would stop the appliance at boot is better refused now.
+        star_core::node_config::NodeConfig::load(cfg).map_err(|e| format!("--config: {e}"))?;
+    }
     tools::require_all(&tools_for(&board))?;
     let debs_dir = opts.cache_dir.join("debs");
 
@@ -381,6 +385,7 @@ fn add_initramfs_files(
         file("init", 0o755, read(&bins.join("star-init"))?),
         link("sbin/init", "/init"),
         file("bin/star", 0o755, read(&bins.join("star"))?),
+        file("bin/star-config", 0o755, read(&bins.join("star-config"))?),
         // The kernel's orderly_poweroff and people's habits both call these.
         link("sbin/poweroff", "/bin/star"),
         link("sbin/reboot", "/bin/star"),

@@ -40,6 +40,17 @@ fn scratch(name: &str) -> PathBuf {
 /// Runs `star-image build`; returns (success, stdout+stderr). One build at a time: builds
 /// share the package cache.
 fn star_image(board: &str, out: &Path, envs: &[(&str, &str)]) -> (bool, String) {
+    let example = root().join(format!("board/examples/{board}.star.toml"));
+    let config: Vec<PathBuf> = example.exists().then_some(example).into_iter().collect();
+    star_image_with(board, out, envs, &config)
+}
+
+fn star_image_with(
+    board: &str,
+    out: &Path,
+    envs: &[(&str, &str)],
+    config: &[PathBuf],
+) -> (bool, String) {
     static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut cmd = Command::new(STAR_IMAGE);
@@ -49,6 +60,11 @@ fn star_image(board: &str, out: &Path, envs: &[(&str, &str)]) -> (bool, String) 
         .arg(static_bins())
         .arg("--cache")
         .arg(root().join(".cache"))
+        .args(
+            config
+                .iter()
+                .flat_map(|c| [PathBuf::from("--config"), c.clone()]),
+        )
         .env("SOURCE_DATE_EPOCH", "1700000000")
         .current_dir(root());
     for (k, v) in envs {
@@ -63,18 +79,35 @@ fn star_image(board: &str, out: &Path, envs: &[(&str, &str)]) -> (bool, String) 
     (o.status.success(), text)
 }
 
-/// Each board is built once per test run and shared by the tests that boot it.
+/// Each board is built once per test run, with the board's example star.toml on its
+/// config partition, and shared by the tests that boot it.
 fn built(board: &'static str) -> PathBuf {
-    static BUILDS: OnceLock<Mutex<Vec<(&'static str, PathBuf)>>> = OnceLock::new();
+    let example = root().join(format!("board/examples/{board}.star.toml"));
+    built_with(board, Some(example))
+}
+
+/// The same without any star.toml.
+fn built_without_config(board: &'static str) -> PathBuf {
+    built_with(board, None)
+}
+
+fn built_with(board: &'static str, config: Option<PathBuf>) -> PathBuf {
+    type Builds = Vec<(&'static str, bool, PathBuf)>;
+    static BUILDS: OnceLock<Mutex<Builds>> = OnceLock::new();
     let builds = BUILDS.get_or_init(|| Mutex::new(Vec::new()));
-    let mut builds = builds.lock().unwrap();
-    if let Some((_, dir)) = builds.iter().find(|(b, _)| *b == board) {
+    let mut builds = builds.lock().unwrap_or_else(|e| e.into_inner());
+    let with = config.is_some();
+    if let Some((_, _, dir)) = builds.iter().find(|(b, w, _)| *b == board && *w == with) {
         return dir.clone();
     }
-    let out = scratch(&format!("build-{board}"));
-    let (ok, text) = star_image(board, &out, &[]);
+    let out = scratch(&format!("build-{board}-{with}"));
+    let mut extra = Vec::new();
+    if let Some(c) = &config {
+        extra.push(c.clone());
+    }
+    let (ok, text) = star_image_with(board, &out, &[], &extra);
     assert!(ok, "star-image build --board {board} failed:\n{text}");
-    builds.push((board, out.clone()));
+    builds.push((board, with, out.clone()));
     out
 }
 
@@ -94,11 +127,7 @@ impl Vm {
             .arg(format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"))
             .arg("-drive")
             .arg(format!("if=pflash,format=raw,file={}", vars.display()))
-            .arg("-drive")
-            .arg(format!(
-                "file={},format={format},if={interface},snapshot=on",
-                disk.display()
-            ));
+            .args(disk_args(disk, format, interface));
         Vm::start(qemu, dir)
     }
 
@@ -215,6 +244,21 @@ impl Drop for Vm {
     }
 }
 
+/// QEMU arguments attaching `disk`; "nvme" is a device rather than an `if=` interface.
+fn disk_args(disk: &Path, format: &str, interface: &str) -> Vec<String> {
+    let file = format!("file={},format={format},snapshot=on", disk.display());
+    if interface == "nvme" {
+        vec![
+            "-drive".into(),
+            format!("{file},if=none,id=boot"),
+            "-device".into(),
+            "nvme,drive=boot,serial=vol0123456789".into(),
+        ]
+    } else {
+        vec!["-drive".into(), format!("{file},if={interface}")]
+    }
+}
+
 /// Boots a disk to ready and powers it off with the ACPI button; returns the console.
 fn boot_and_power_off(disk: &Path, format: &str, interface: &str) -> String {
     let dir = scratch(&format!("vm-{format}"));
@@ -243,6 +287,12 @@ fn the_qemu_image_boots_to_ready_and_powers_off_on_the_acpi_button() {
         "{serial}"
     );
     assert!(serial.contains("ACPI power button: poweroff"), "{serial}");
+    assert!(
+        serial.contains(
+            "star-config: ctl1 (controller 1) of array star0001, from /dev/vda2:star.toml"
+        ),
+        "{serial}"
+    );
     assert!(serial.contains("powering off"), "{serial}");
     assert!(!serial.contains("Kernel panic"), "{serial}");
     assert!(
@@ -273,7 +323,9 @@ fn the_aws_vmdk_boots() {
     ] {
         assert!(out.join(f).exists(), "{f} missing");
     }
-    let serial = boot_and_power_off(&out.join("star-aws-ec2.vmdk"), "vmdk", "virtio");
+    // On Nitro the boot disk is NVMe.
+    let serial = boot_and_power_off(&out.join("star-aws-ec2.vmdk"), "vmdk", "nvme");
+    assert!(serial.contains("from /dev/nvme0n1p2:star.toml"), "{serial}");
     assert!(
         serial.contains("nvme_core.io_timeout=4294967295"),
         "{serial}"
@@ -359,4 +411,48 @@ fn star_rescue_gives_a_shell_on_the_console_whose_poweroff_goes_through_init() {
     assert!(status.success(), "{status}\n{serial}");
     assert!(serial.contains("rescue: stopped"), "{serial}");
     assert!(serial.contains("powering off"), "{serial}");
+}
+
+#[test]
+fn without_star_toml_the_console_says_so_and_the_appliance_is_not_ready() {
+    let out = built_without_config("qemu");
+    let dir = scratch("no-config");
+    let mut vm = Vm::boot(&out.join("star-qemu.raw"), "raw", "virtio", &dir);
+    vm.wait_for(
+        "the services that need star.toml will not start",
+        Duration::from_secs(240),
+    );
+    let serial = vm.serial();
+    assert!(
+        serial.contains("star-config: error: no star.toml found:"),
+        "{serial}"
+    );
+    assert!(
+        serial.contains(
+            "star-config: error:   the STAR-CONFIG partition (/dev/vda2) has no star.toml"
+        ),
+        "{serial}"
+    );
+    assert!(!serial.contains("star: appliance ready"), "{serial}");
+    // init is still in charge: the power button still powers off.
+    vm.monitor("system_powerdown");
+    assert!(vm.wait_exit(Duration::from_secs(120)).success());
+}
+
+#[test]
+fn a_bad_star_toml_is_refused_at_build_time() {
+    let dir = scratch("bad-config");
+    let bad = dir.join("star.toml");
+    let text = std::fs::read_to_string(root().join("board/examples/qemu.star.toml")).unwrap();
+    std::fs::write(&bad, text.replace("id = 1", "id = 7")).unwrap();
+    let (ok, out) = star_image_with("qemu", &dir.join("out"), &[], &[bad.clone()]);
+    assert!(!ok);
+    assert!(
+        out.contains(&format!(
+            "--config: {}:10:6: node.id: a controller is node 1 or 2, not 7",
+            bad.display()
+        )),
+        "{out}"
+    );
+    assert!(!dir.join("out/star-qemu.raw").exists());
 }
