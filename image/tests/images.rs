@@ -445,7 +445,7 @@ fn a_bad_star_toml_is_refused_at_build_time() {
     let bad = dir.join("star.toml");
     let text = std::fs::read_to_string(root().join("board/examples/qemu.star.toml")).unwrap();
     std::fs::write(&bad, text.replace("id = 1", "id = 7")).unwrap();
-    let (ok, out) = star_image_with("qemu", &dir.join("out"), &[], &[bad.clone()]);
+    let (ok, out) = star_image_with("qemu", &dir.join("out"), &[], std::slice::from_ref(&bad));
     assert!(!ok);
     assert!(
         out.contains(&format!(
