@@ -85,7 +85,7 @@ fn dependents_start_only_after_readiness_from_foreign_sd_notify_clients() {
         r#"
 [[service]]
 name = "app"
-exec = ["sh", "-c", "ls @DIR@ > @DIR@/app-saw; exec sleep 1000"]
+exec = ["sh", "-c", "ls @DIR@ > @DIR@/app-saw.partial && mv @DIR@/app-saw.partial @DIR@/app-saw; exec sleep 1000"]
 after = ["db", "cache"]
 [[service]]
 name = "db"
