@@ -1,9 +1,9 @@
 //! Starting a service's process.
 //!
-//! std's `Command` does the fork and exec: it builds every C string before forking, resets
-//! the signal mask and SIGPIPE in the child, and reports a failed exec back to us as an
-//! error (reaping the dead child itself, synchronously, before we ever call waitpid). The
-//! only code of ours that runs between fork and exec is `pre_exec` below, and it makes
+//! std's `Command` does the fork and exec: it builds every C string before forking and
+//! reports a failed exec back to us as an error (reaping the dead child itself,
+//! synchronously, before we ever call waitpid). The only code of ours that runs between
+//! fork and exec is `pre_exec` below (signal mask, session, terminal), and it makes
 //! async-signal-safe system calls only: no allocation, no locks.
 
 use star_core::init_config::ServiceSpec;
@@ -69,10 +69,20 @@ pub fn spawn(
         }
     }
 
-    // SAFETY: the closure only makes async-signal-safe system calls (setsid, open, ioctl,
-    // dup2, close) on data prepared before the fork, and allocates nothing.
+    // SAFETY: the closure only makes async-signal-safe system calls (sigprocmask, signal,
+    // setsid, open, ioctl, dup2, close) on data prepared before the fork, and allocates
+    // nothing.
     unsafe {
         cmd.pre_exec(move || {
+            // init blocks every signal it handles (it reads them from a signalfd); a blocked
+            // mask survives exec, and a service started with SIGTERM blocked could never be
+            // stopped politely. Start it with nothing blocked and SIGPIPE at its default.
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            if libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
             // Own session and process group: init signals the whole group when it stops the
             // service, and a tty can become its controlling terminal.
             if libc::setsid() < 0 {

@@ -538,3 +538,38 @@ fn under_a_service_manager_it_reports_ready_feeds_the_watchdog_and_says_stopping
     }
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
+
+#[test]
+fn services_start_with_no_signal_blocked_and_stop_on_sigterm() {
+    python_has_sdnotify();
+    // init blocks the signals it handles; its services must not inherit that. A Python
+    // service with default signal handling must die of SIGTERM, well within its timeout.
+    let r = Running::start(
+        "sigmask",
+        r#"
+[[service]]
+name = "mask"
+exec = ["sh", "-c", "exec grep -E '^Sig(Blk|Ign)' /proc/self/status"]
+restart = "never"
+[[service]]
+name = "py"
+exec = ["python3", "-c", "import time; time.sleep(1000)"]
+stop_timeout_sec = 60
+"#,
+    );
+    r.wait_for_output("mask: SigIgn:");
+    r.wait_for_service("py", "running", |s| s.state == ServiceState::Running);
+    let out = r.output();
+    assert!(out.contains("mask: SigBlk:\t0000000000000000"), "{out}");
+    // Signals 32 and 33 belong to the C library's threads and may come ignored from
+    // whoever started the test; none of the standard ones may be ignored.
+    let ignored = out
+        .lines()
+        .find_map(|l| l.strip_prefix("mask: SigIgn:\t"))
+        .map(|hex| u64::from_str_radix(hex.trim(), 16).unwrap())
+        .unwrap();
+    assert_eq!(ignored & 0x7fff_ffff, 0, "signals 1 to 31: {out}");
+    let (status, out) = r.stop();
+    assert_eq!(status.code(), Some(0));
+    assert!(out.contains("py: stopped (killed by SIGTERM)"), "{out}");
+}
