@@ -9,4 +9,5 @@
 pub mod config_error;
 pub mod control;
 pub mod init_config;
+pub mod net_status;
 pub mod node_config;
