@@ -386,6 +386,7 @@ fn add_initramfs_files(
         link("sbin/init", "/init"),
         file("bin/star", 0o755, read(&bins.join("star"))?),
         file("bin/star-config", 0o755, read(&bins.join("star-config"))?),
+        file("bin/star-net", 0o755, read(&bins.join("star-net"))?),
         // The kernel's orderly_poweroff and people's habits both call these.
         link("sbin/poweroff", "/bin/star"),
         link("sbin/reboot", "/bin/star"),

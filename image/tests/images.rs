@@ -119,7 +119,7 @@ struct Vm {
 
 impl Vm {
     /// Boots a disk through OVMF, as a cloud or VirtualBox would.
-    fn boot(disk: &Path, format: &str, interface: &str, dir: &Path) -> Vm {
+    fn boot(disk: &Path, format: &str, interface: &str, nics: &[&str], dir: &Path) -> Vm {
         let vars = dir.join("OVMF_VARS.fd");
         std::fs::copy(OVMF_VARS, &vars).expect("OVMF is installed (apt-get install ovmf)");
         let mut qemu = Command::new("qemu-system-x86_64");
@@ -128,6 +128,13 @@ impl Vm {
             .arg("-drive")
             .arg(format!("if=pflash,format=raw,file={}", vars.display()))
             .args(disk_args(disk, format, interface));
+        for model in nics {
+            // QEMU's user-mode network: its own DHCP server, no host configuration.
+            qemu.args(["-nic", &format!("user,model={model}")]);
+        }
+        if nics.is_empty() {
+            qemu.args(["-nic", "none"]);
+        }
         Vm::start(qemu, dir)
     }
 
@@ -136,7 +143,8 @@ impl Vm {
     fn boot_direct(boot: &Path, extra_cmdline: &str, dir: &Path) -> Vm {
         let cmdline = std::fs::read_to_string(boot.join("cmdline")).unwrap();
         let mut qemu = Command::new("qemu-system-x86_64");
-        qemu.arg("-kernel")
+        qemu.args(["-nic", "none"])
+            .arg("-kernel")
             .arg(boot.join("vmlinuz"))
             .arg("-initrd")
             .arg(boot.join("initrd.img"))
@@ -150,7 +158,7 @@ impl Vm {
         let _ = std::fs::remove_file(&monitor);
         let mut child = qemu
             .args(["-accel", "tcg", "-machine", "q35", "-m", "512", "-smp", "1"])
-            .args(["-display", "none", "-no-reboot", "-net", "none"])
+            .args(["-display", "none", "-no-reboot"])
             .arg("-monitor")
             .arg(format!("unix:{},server,nowait", monitor.display()))
             .args(["-serial", "stdio"])
@@ -260,9 +268,9 @@ fn disk_args(disk: &Path, format: &str, interface: &str) -> Vec<String> {
 }
 
 /// Boots a disk to ready and powers it off with the ACPI button; returns the console.
-fn boot_and_power_off(disk: &Path, format: &str, interface: &str) -> String {
+fn boot_and_power_off(disk: &Path, format: &str, interface: &str, nics: &[&str]) -> String {
     let dir = scratch(&format!("vm-{format}"));
-    let mut vm = Vm::boot(disk, format, interface, &dir);
+    let mut vm = Vm::boot(disk, format, interface, nics, &dir);
     // TCG through OVMF is slow on a loaded machine: a generous limit, not a timing check.
     vm.wait_for("star: appliance ready", Duration::from_secs(240));
     vm.monitor("system_powerdown");
@@ -275,7 +283,12 @@ fn boot_and_power_off(disk: &Path, format: &str, interface: &str) -> String {
 #[test]
 fn the_qemu_image_boots_to_ready_and_powers_off_on_the_acpi_button() {
     let out = built("qemu");
-    let serial = boot_and_power_off(&out.join("star-qemu.raw"), "raw", "virtio");
+    let nics = ["virtio-net-pci", "virtio-net-pci"];
+    let serial = boot_and_power_off(&out.join("star-qemu.raw"), "raw", "virtio", &nics);
+    assert!(
+        serial.contains("star-net: ready: eth0 10.0.1.11/24; eth1 10.0.2.11/24"),
+        "{serial}"
+    );
     assert!(
         serial.contains("STAR init") && serial.contains("as PID 1"),
         "{serial}"
@@ -305,7 +318,17 @@ fn the_qemu_image_boots_to_ready_and_powers_off_on_the_acpi_button() {
 fn the_virtualbox_vdi_boots() {
     let out = built("virtualbox");
     assert!(out.join("vbox-lab.sh").exists());
-    let serial = boot_and_power_off(&out.join("star-virtualbox.vdi"), "vdi", "ide");
+    // e1000 NICs, as VirtualBox has; eth0 gets its address from QEMU's DHCP server.
+    let nics = ["e1000", "e1000"];
+    let serial = boot_and_power_off(&out.join("star-virtualbox.vdi"), "vdi", "ide", &nics);
+    assert!(
+        serial.contains("star-net: eth0: 10.0.2.15/24 from DHCP server 10.0.2.2"),
+        "{serial}"
+    );
+    assert!(
+        serial.contains("star-net: ready: eth0 10.0.2.15/24; eth1 172.31.255.11/24"),
+        "{serial}"
+    );
     assert!(
         serial.contains("ahci") && serial.contains("e1000"),
         "{serial}"
@@ -324,7 +347,8 @@ fn the_aws_vmdk_boots() {
         assert!(out.join(f).exists(), "{f} missing");
     }
     // On Nitro the boot disk is NVMe.
-    let serial = boot_and_power_off(&out.join("star-aws-ec2.vmdk"), "vmdk", "nvme");
+    let nics = ["virtio-net-pci", "virtio-net-pci"];
+    let serial = boot_and_power_off(&out.join("star-aws-ec2.vmdk"), "vmdk", "nvme", &nics);
     assert!(serial.contains("from /dev/nvme0n1p2:star.toml"), "{serial}");
     assert!(
         serial.contains("nvme_core.io_timeout=4294967295"),
@@ -417,7 +441,7 @@ fn star_rescue_gives_a_shell_on_the_console_whose_poweroff_goes_through_init() {
 fn without_star_toml_the_console_says_so_and_the_appliance_is_not_ready() {
     let out = built_without_config("qemu");
     let dir = scratch("no-config");
-    let mut vm = Vm::boot(&out.join("star-qemu.raw"), "raw", "virtio", &dir);
+    let mut vm = Vm::boot(&out.join("star-qemu.raw"), "raw", "virtio", &[], &dir);
     vm.wait_for(
         "the services that need star.toml will not start",
         Duration::from_secs(240),

@@ -29,6 +29,7 @@ fn main() -> ExitCode {
             }
         }
     }
+    wait_for_kernel_randomness();
     let node = match NodeConfig::load(&config) {
         Ok(n) => n,
         Err(e) => {
@@ -48,4 +49,25 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     service.run()
+}
+
+/// The DHCP library draws transaction ids from the operating system's random source, and
+/// its fallback path only polls /dev/random, which does not get the kernel going: in a VM
+/// without a hardware random source (QEMU's TCG has no RDRAND) that waits for minutes. A
+/// blocking getrandom(2) makes the kernel (5.18+) gather jitter entropy until its generator
+/// is ready, a second or so, after which every later request is immediate.
+fn wait_for_kernel_randomness() {
+    let started = std::time::Instant::now();
+    let mut byte = [0u8; 1];
+    // SAFETY: getrandom writes at most one byte into `byte`.
+    let got = unsafe { libc::getrandom(byte.as_mut_ptr().cast(), 1, 0) };
+    let waited = started.elapsed();
+    if got != 1 {
+        eprintln!("star-net: getrandom: {}", std::io::Error::last_os_error());
+    } else if waited > std::time::Duration::from_millis(200) {
+        println!(
+            "star-net: waited {:.1} s for the kernel's random number generator",
+            waited.as_secs_f64()
+        );
+    }
 }
