@@ -104,3 +104,16 @@ fn field_in_message(message: &str) -> Option<String> {
     }
     None
 }
+
+/// Reads a configuration file; a failure is reported like any other mistake in it.
+pub fn read_config_file(path: &Path, what: &str) -> Result<String, ConfigErrors> {
+    std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            key: None,
+            message: format!("cannot read {what}: {e}"),
+        }])
+    })
+}

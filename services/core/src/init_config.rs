@@ -212,15 +212,7 @@ struct RawService {
 impl InitConfig {
     /// Reads and validates a services file.
     pub fn load(path: &Path) -> Result<InitConfig, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![ConfigError {
-                file: path.to_path_buf(),
-                line: 0,
-                column: 0,
-                key: None,
-                message: format!("cannot read the services file: {e}"),
-            }])
-        })?;
+        let text = crate::config_error::read_config_file(path, "the services file")?;
         InitConfig::from_toml(&text, path)
     }
 

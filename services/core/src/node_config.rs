@@ -352,15 +352,7 @@ const NAME_RULE: &str =
 
 impl NodeConfig {
     pub fn load(path: &Path) -> Result<NodeConfig, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![ConfigError {
-                file: path.to_path_buf(),
-                line: 0,
-                column: 0,
-                key: None,
-                message: format!("cannot read star.toml: {e}"),
-            }])
-        })?;
+        let text = crate::config_error::read_config_file(path, "star.toml")?;
         NodeConfig::from_toml(&text, path)
     }
 
