@@ -23,9 +23,11 @@ secs() { echo "$1 $2" | awk '{printf "%.1f", $2 - $1}'; }
 
 # Cold: an empty package cache (download and unpack included); warm: the same again.
 t0=$(now)
-"$IMAGE" build --board qemu --bin-dir "$BINS" --cache "$work/cache" --out "$work/cold" > /dev/null
+"$IMAGE" build --board qemu --bin-dir "$BINS" --cache "$work/cache" --out "$work/cold" \
+  --config board/examples/qemu.star.toml > /dev/null
 t1=$(now)
-"$IMAGE" build --board qemu --bin-dir "$BINS" --cache "$work/cache" --out "$work/warm" > /dev/null
+"$IMAGE" build --board qemu --bin-dir "$BINS" --cache "$work/cache" --out "$work/warm" \
+  --config board/examples/qemu.star.toml > /dev/null
 t2=$(now)
 {
   echo
@@ -38,7 +40,8 @@ echo >> "$out"
 echo "## sizes (bytes)" >> "$out"
 printf '%-12s %12s %12s %12s\n' board raw allocated raw.zst >> "$out"
 for board in qemu virtualbox aws-ec2; do
-  "$IMAGE" build --board "$board" --bin-dir "$BINS" --cache "$work/cache" --out "$work/$board" > /dev/null
+  "$IMAGE" build --board "$board" --bin-dir "$BINS" --cache "$work/cache" --out "$work/$board" \
+    --config "board/examples/$board.star.toml" > /dev/null
   raw="$work/$board/star-$board.raw"
   zstd -q -10 -T0 "$raw" -o "$raw.zst"
   printf '%-12s %12s %12s %12s\n' "$board" "$(stat -c %s "$raw")" \
@@ -49,18 +52,21 @@ for board in qemu virtualbox aws-ec2; do
 done
 
 # Boot to ready: the uptime star-init prints (seconds since the kernel started), and the
-# wall time from starting QEMU, five boots each.
+# wall time from starting QEMU, five boots each. The qemu board with its example star.toml
+# two virtio NICs and a virtio-rng: ready means star-config and star-net are ready too.
+nics="-nic user,model=virtio-net-pci -nic user,model=virtio-net-pci -device virtio-rng-pci"
 boot() { # $1 = mode (direct|ovmf)
   local log="$work/serial-$1.log" start
   rm -f "$log"
   start=$(now)
   if [ "$1" = direct ]; then
-    qemu-system-x86_64 -accel tcg -machine q35 -m 512 -display none -no-reboot -net none \
+    qemu-system-x86_64 -accel tcg -machine q35 -m 512 -display none -no-reboot $nics \
+      -drive file="$work/qemu/star-qemu.raw",format=raw,if=virtio,snapshot=on \
       -kernel "$work/qemu/boot/vmlinuz" -initrd "$work/qemu/boot/initrd.img" \
       -append "$(cat "$work/qemu/boot/cmdline")" -serial "file:$log" &
   else
     cp /usr/share/OVMF/OVMF_VARS_4M.fd "$work/vars.fd"
-    qemu-system-x86_64 -accel tcg -machine q35 -m 512 -display none -no-reboot -net none \
+    qemu-system-x86_64 -accel tcg -machine q35 -m 512 -display none -no-reboot $nics \
       -drive if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd \
       -drive if=pflash,format=raw,file="$work/vars.fd" \
       -drive file="$work/qemu/star-qemu.raw",format=raw,if=virtio,snapshot=on \
