@@ -14,7 +14,7 @@ help:
 	@echo "make test     unit and integration tests (root needed for the PID-namespace tests)"
 	@echo "make lint     rustfmt check and clippy with warnings as errors"
 	@echo "make bench    benchmarks of star-init and the images; results in bench/results/"
-	@echo "make image BOARD=qemu|virtualbox|aws-ec2   the board's disk images in out/BOARD/"
+	@echo "make image BOARD=qemu|virtualbox|aws-ec2 [CONFIG=star.toml]   disk images in out/BOARD/"
 	@echo "make lab      not yet: the two-controller lab is still to come"
 
 build:
@@ -38,7 +38,8 @@ bench: static
 	bench/image.sh
 
 image: static
-	$(CARGO) run -q -p star-image -- build --board $(BOARD) --bin-dir target/$(TARGET)/release
+	$(CARGO) run -q -p star-image -- build --board $(BOARD) --bin-dir target/$(TARGET)/release \
+		$(if $(CONFIG),--config $(CONFIG))
 
 lab:
 	@echo "make lab: not implemented yet (see the README: what works today)" >&2
