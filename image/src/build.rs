@@ -387,6 +387,7 @@ fn add_initramfs_files(
         file("bin/star", 0o755, read(&bins.join("star"))?),
         file("bin/star-config", 0o755, read(&bins.join("star-config"))?),
         file("bin/star-net", 0o755, read(&bins.join("star-net"))?),
+        file("bin/star-time", 0o755, read(&bins.join("star-time"))?),
         // The kernel's orderly_poweroff and people's habits both call these.
         link("sbin/poweroff", "/bin/star"),
         link("sbin/reboot", "/bin/star"),

@@ -290,6 +290,11 @@ fn the_qemu_image_boots_to_ready_and_powers_off_on_the_acpi_button() {
         "{serial}"
     );
     assert!(
+        serial
+            .contains("star-time: no time.ntp_server in star.toml: keeping the clock the RTC gave"),
+        "{serial}"
+    );
+    assert!(
         serial.contains("STAR init") && serial.contains("as PID 1"),
         "{serial}"
     );
