@@ -293,13 +293,34 @@ fn emergency_reboot(container: bool) -> ! {
     }
     console::line("star-init", "internal error: emergency reboot");
     let _ = kill(Pid::from_raw(-1), Signal::SIGTERM);
-    std::thread::sleep(Duration::from_secs(2));
-    let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
+    if !reap_until_none_left(Duration::from_secs(2)) {
+        let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
+        reap_until_none_left(Duration::from_secs(2));
+    }
     bounded_sync(Duration::from_secs(10));
     if !container {
         mounts::unmount_all();
     }
     reset_now("emergency")
+}
+
+/// Reaps until no child is left (true) or `limit` passes (false). The event loop is gone
+/// in an emergency, so this checks every 50 ms rather than waiting for the full limit.
+fn reap_until_none_left(limit: Duration) -> bool {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Err(nix::errno::Errno::ECHILD) => return true,
+            Ok(WaitStatus::StillAlive) | Err(_) => {
+                if std::time::Instant::now() >= deadline {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Ok(_) => {}
+        }
+    }
 }
 
 fn halt_forever() -> ! {

@@ -327,7 +327,12 @@ impl Supervisor {
             u.watchdog_at = u.spec.watchdog.map(|w| now + w);
         }
         if msg.watchdog_trigger {
-            self.watchdog_starved(unit, "asked for it with WATCHDOG=trigger", &mut actions);
+            self.watchdog_starved(
+                unit,
+                "asked for it with WATCHDOG=trigger",
+                now,
+                &mut actions,
+            );
         } else if msg.ready && self.units[unit].state == ServiceState::Starting {
             self.units[unit].ready_deadline = None;
             self.became_ready(unit, &mut actions);
@@ -367,7 +372,7 @@ impl Supervisor {
             if u.watchdog_at.is_some_and(|t| t <= now) {
                 let limit = u.spec.watchdog.unwrap_or_default();
                 let why = format!("no WATCHDOG=1 for {:.1} s", limit.as_secs_f64());
-                self.watchdog_starved(unit, &why, &mut actions);
+                self.watchdog_starved(unit, &why, now, &mut actions);
             }
             let u = &mut self.units[unit];
             if u.ready_deadline.is_some_and(|t| t <= now) {
@@ -533,7 +538,13 @@ impl Supervisor {
         u.ready_once = true;
     }
 
-    fn watchdog_starved(&mut self, unit: usize, why: &str, actions: &mut Vec<Action>) {
+    fn watchdog_starved(
+        &mut self,
+        unit: usize,
+        why: &str,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) {
         let u = &mut self.units[unit];
         u.watchdog_at = None;
         actions.push(Action::Note(format!(
@@ -551,13 +562,7 @@ impl Supervisor {
             });
         }
         // A hung process cannot be trusted to act on SIGTERM.
-        self.begin_stop(
-            unit,
-            StopReason::Watchdog,
-            StopSignal::Kill,
-            Instant::now(),
-            actions,
-        );
+        self.begin_stop(unit, StopReason::Watchdog, StopSignal::Kill, now, actions);
         self.units[unit].detail = Some(format!("watchdog starved: {why}"));
     }
 
