@@ -3,9 +3,11 @@
 //! - [`init_config`]: the schema of star-init's services file, with validation that names
 //!   the file, line and key of every mistake.
 //! - [`node_config`]: star.toml, one node's configuration.
+//! - [`array_config`]: what the array exports (LUNs, hosts, CHAP), kept on the shared disk.
 //! - [`control`]: the line-delimited JSON protocol spoken on the control sockets, and a
 //!   small blocking client for it.
 
+pub mod array_config;
 pub mod config_error;
 pub mod control;
 pub mod init_config;

@@ -1,0 +1,1 @@
+//! star-disk: the shared disk both controllers read one truth from.

@@ -1,0 +1,1 @@
+//! star-target: the kernel's LIO iSCSI target, driven through configfs.
