@@ -340,9 +340,49 @@ fn the_virtualbox_vdi_boots() {
     );
 }
 
+/// Boots the aws-ec2 image the way EC2 runs it: the boot disk on NVMe, two NICs with
+/// DHCP, and the instance metadata service at 169.254.169.254, served by
+/// tests/imds-responder.py. QEMU's user network forwards only addresses inside its own
+/// network, so the first NIC's network is 169.254.0.0/16 (its lease: 169.254.2.15).
+/// `user_data` None: the instance has none. Returns the console and the requests the
+/// metadata service saw.
+fn boot_aws(disk: &Path, format: &str, user_data: Option<&str>, dir: &Path) -> (Vm, PathBuf) {
+    let log = dir.join("imds.log");
+    let _ = std::fs::remove_file(&log);
+    let served = match user_data {
+        Some(text) => {
+            let file = dir.join("user-data");
+            std::fs::write(&file, text).unwrap();
+            file.display().to_string()
+        }
+        None => "-".into(),
+    };
+    let responder = root().join("image/tests/imds-responder.py");
+    let vars = dir.join("OVMF_VARS.fd");
+    std::fs::copy(OVMF_VARS, &vars).expect("OVMF is installed (apt-get install ovmf)");
+    let mut qemu = Command::new("qemu-system-x86_64");
+    qemu.arg("-drive")
+        .arg(format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"))
+        .arg("-drive")
+        .arg(format!("if=pflash,format=raw,file={}", vars.display()))
+        .args(disk_args(disk, format, "nvme"))
+        .args([
+            "-nic",
+            &format!(
+                "user,model=virtio-net-pci,net=169.254.0.0/16,\
+                 guestfwd=tcp:169.254.169.254:80-cmd:python3 {} {} {served}",
+                responder.display(),
+                log.display()
+            ),
+            "-nic",
+            "user,model=virtio-net-pci",
+        ]);
+    (Vm::start(qemu, dir), log)
+}
+
 #[test]
-fn the_aws_vmdk_boots() {
-    let out = built("aws-ec2");
+fn the_aws_image_takes_its_identity_from_user_data_through_imdsv2() {
+    let out = built_without_config("aws-ec2");
     for f in [
         "star-aws-ec2.vmdk",
         "register-image.json",
@@ -351,14 +391,78 @@ fn the_aws_vmdk_boots() {
     ] {
         assert!(out.join(f).exists(), "{f} missing");
     }
-    // On Nitro the boot disk is NVMe.
-    let nics = ["virtio-net-pci", "virtio-net-pci"];
-    let serial = boot_and_power_off(&out.join("star-aws-ec2.vmdk"), "vmdk", "nvme", &nics);
-    assert!(serial.contains("from /dev/nvme0n1p2:star.toml"), "{serial}");
+    let dir = scratch("aws-user-data");
+    // The example, as the second controller: the identity must come from here.
+    let user_data = std::fs::read_to_string(root().join("board/examples/aws-ec2.star.toml"))
+        .unwrap()
+        .replace("name = \"ctl1\"", "name = \"ec2-ctl2\"")
+        .replace("id = 1", "id = 2");
+    let (mut vm, log) = boot_aws(
+        &out.join("star-aws-ec2.vmdk"),
+        "vmdk",
+        Some(&user_data),
+        &dir,
+    );
+    vm.wait_for("star: appliance ready", Duration::from_secs(240));
+    let serial = vm.serial();
+    assert!(
+        serial.contains(
+            "star-config: eth0 has 169.254.2.15/16 from DHCP for the instance metadata service"
+        ),
+        "{serial}"
+    );
+    assert!(
+        serial
+            .contains("star-config: ec2-ctl2 (controller 2) of array star-ec2, from EC2 user-data"),
+        "{serial}"
+    );
+    // star-net starts from a clean interface and leases it again for itself.
+    assert!(
+        serial.contains("star-net: eth0: 169.254.2.15/16 from DHCP server"),
+        "{serial}"
+    );
     assert!(
         serial.contains("nvme_core.io_timeout=4294967295"),
         "{serial}"
     );
+    let requests = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = requests.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "PUT /latest/api/token token=no",
+            "GET /latest/user-data token=yes"
+        ],
+        "IMDSv2: a token first, then the user-data with it"
+    );
+    vm.monitor("system_powerdown");
+    assert!(vm.wait_exit(Duration::from_secs(120)).success());
+}
+
+#[test]
+fn the_aws_image_without_user_data_says_so_and_waits_for_a_config() {
+    let out = built_without_config("aws-ec2");
+    let dir = scratch("aws-no-user-data");
+    let (mut vm, log) = boot_aws(&out.join("star-aws-ec2.raw"), "raw", None, &dir);
+    vm.wait_for(
+        "the services that need star.toml will not start",
+        Duration::from_secs(240),
+    );
+    let serial = vm.serial();
+    assert!(
+        serial.contains("star-config: error:   this instance has no EC2 user-data"),
+        "{serial}"
+    );
+    assert!(
+        serial.contains("star-config: error: give the instance its star.toml as user-data"),
+        "{serial}"
+    );
+    assert!(!serial.contains("star: appliance ready"), "{serial}");
+    assert!(std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("GET /latest/user-data token=yes"));
+    vm.monitor("system_powerdown");
+    assert!(vm.wait_exit(Duration::from_secs(120)).success());
 }
 
 #[test]

@@ -6,14 +6,16 @@ use std::time::Duration;
 
 const USAGE: &str = "\
 usage: star-config [--out FILE] [--board NAME] [--cmdline FILE] [--sys DIR] [--dev DIR] [--imds URL]
-                   [--partition-wait SECONDS]
+                   [--partition-wait SECONDS] [--set-hostname]
        star-config --check FILE
 
 Finds this node's star.toml (EC2 user-data on aws-ec2, else the STAR-CONFIG partition,
 then star.SECTION.KEY=VALUE overrides from the kernel command line), validates it, writes
-it to FILE (default /run/star/star.toml) and tells star-init it is ready. On a mistake it
+it to FILE (default /run/star/star.toml) and tells star-init it is ready. On aws-ec2,
+with the real metadata service, it first takes a DHCP lease on the first Ethernet
+interface for the fetch, and gives the address back afterwards. On a mistake it
 prints every one, with where it is, and exits 2: the services that need the
-configuration do not start.";
+configuration do not start. --set-hostname makes node.name the system's host name.";
 
 fn main() -> ExitCode {
     let mut out = PathBuf::from("/run/star/star.toml");
@@ -23,6 +25,7 @@ fn main() -> ExitCode {
     let mut dev = PathBuf::from("/dev");
     let mut imds = star_config::imds::IMDS.to_string();
     let mut partition_wait = Duration::from_secs(10);
+    let mut set_hostname = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = || args.next().unwrap_or_default();
@@ -33,6 +36,7 @@ fn main() -> ExitCode {
             "--sys" => sys = value().into(),
             "--dev" => dev = value().into(),
             "--imds" => imds = value(),
+            "--set-hostname" => set_hostname = true,
             "--partition-wait" => {
                 partition_wait = Duration::from_secs(value().parse().unwrap_or(10))
             }
@@ -73,6 +77,7 @@ fn main() -> ExitCode {
         dev: &dev,
         imds: &imds,
         imds_timeout: Duration::from_secs(5),
+        bootstrap_network: imds == star_config::imds::IMDS,
         partition_wait,
         cmdline: &cmdline,
     };
@@ -83,6 +88,13 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
             let c = &r.config;
+            // The node's name is its identity in the array, whatever name a DHCP server
+            // (EC2's ip-10-0-1-23) would give the address it leases.
+            if set_hostname {
+                if let Err(e) = nix::unistd::sethostname(&c.node.name) {
+                    eprintln!("star-config: warning: host name {}: {e}", c.node.name);
+                }
+            }
             println!(
                 "star-config: {} ({} {}) of array {}, from {}",
                 c.node.name,

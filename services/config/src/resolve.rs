@@ -8,7 +8,7 @@
 //!
 //! The result is validated as a whole; every mistake is reported with where it came from.
 
-use crate::{imds, overrides, partition};
+use crate::{bootstrap, imds, overrides, partition};
 use star_core::node_config::NodeConfig;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,6 +20,9 @@ pub struct Sources<'a> {
     pub dev: &'a Path,
     pub imds: &'a str,
     pub imds_timeout: Duration,
+    /// Bring the primary interface up with DHCP for the fetch (the real instance; a
+    /// test's responder on the host needs no network of the appliance's own).
+    pub bootstrap_network: bool,
     /// How long to wait for the STAR-CONFIG partition to appear.
     pub partition_wait: Duration,
     pub cmdline: &'a str,
@@ -39,12 +42,30 @@ pub fn resolve(src: &Sources) -> Result<Resolved, Vec<String>> {
     let mut tried = Vec::new();
     let mut found: Option<(String, String)> = None;
     if src.board == "aws-ec2" {
-        match imds::user_data(src.imds, src.imds_timeout) {
-            Ok(imds::UserData::Found(text)) => found = Some((text, "EC2 user-data".into())),
-            Ok(imds::UserData::None) => {
-                tried.push("this instance has no EC2 user-data".to_string())
+        let mut network = None;
+        if src.bootstrap_network {
+            match bootstrap::Bootstrap::start() {
+                Ok(b) => {
+                    println!(
+                        "star-config: {} has {}/{} from DHCP for the instance metadata service",
+                        b.interface, b.lease.address, b.lease.prefix_len
+                    );
+                    network = Some(b);
+                }
+                Err(e) => tried.push(format!("EC2 user-data: {e}")),
             }
-            Err(e) => tried.push(e),
+        }
+        if network.is_some() || !src.bootstrap_network {
+            match imds::user_data(src.imds, src.imds_timeout) {
+                Ok(imds::UserData::Found(text)) => found = Some((text, "EC2 user-data".into())),
+                Ok(imds::UserData::None) => {
+                    tried.push("this instance has no EC2 user-data".to_string())
+                }
+                Err(e) => tried.push(e),
+            }
+        }
+        if let Some(mut b) = network {
+            b.release();
         }
     }
     if found.is_none() {

@@ -373,7 +373,10 @@ mod tests {
 
         let mut c = sample();
         c.luns[0].serial = "XYZ".into();
-        assert!(c.validate().unwrap_err().contains("32 lowercase hex digits"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .contains("32 lowercase hex digits"));
 
         let mut c = sample();
         let chap = c.hosts[0].chap.as_mut().unwrap();
