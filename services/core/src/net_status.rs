@@ -32,6 +32,13 @@ pub struct LeaseStatus {
     pub address: String,
     pub server: String,
     pub router: Option<String>,
+    /// The host name the DHCP server gave with the address (shown, not applied: the
+    /// node's name comes from star.toml).
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// The MTU the server gave.
+    #[serde(default)]
+    pub mtu: Option<u16>,
     pub lease_sec: u64,
     pub renew_in_sec: f64,
     pub expires_in_sec: f64,

@@ -36,6 +36,8 @@ pub struct Service {
     ifaces: Vec<Iface>,
     status: UnixListener,
     announced: bool,
+    /// Sent as the DHCP host name option, so the server's lease table names the node.
+    node_name: String,
 }
 
 fn purpose_name(p: Purpose) -> &'static str {
@@ -77,6 +79,7 @@ impl Service {
             ifaces,
             status,
             announced: false,
+            node_name: config.node.name.clone(),
         })
     }
 
@@ -126,7 +129,7 @@ impl Service {
                     let seed =
                         u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0, 0])
                             ^ std::process::id() as u64;
-                    let mut client = DhcpClient::new(mac, None, seed);
+                    let mut client = DhcpClient::new(mac, Some(self.node_name.clone()), seed);
                     let actions = client.start(Instant::now());
                     self.ifaces[i].dhcp = Some((client, socket));
                     self.ifaces[i].detail = Some("asking for a DHCP lease".into());
@@ -349,6 +352,8 @@ impl Service {
                                 address: l.address.to_string(),
                                 server: l.server.to_string(),
                                 router: l.router.map(|r| r.to_string()),
+                                hostname: l.hostname.clone(),
+                                mtu: l.mtu,
                                 lease_sec: l.lease_time.as_secs(),
                                 renew_in_sec: l.renew_at.saturating_sub(elapsed).as_secs_f64(),
                                 expires_in_sec: l.lease_time.saturating_sub(elapsed).as_secs_f64(),

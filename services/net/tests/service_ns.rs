@@ -207,6 +207,7 @@ password_hash = "$6$x$y"
     assert_eq!(eth0["method"], "dhcp");
     assert_eq!(eth0["lease"]["server"], "10.99.7.1", "{reply}");
     assert_eq!(eth0["lease"]["lease_sec"], 30, "{reply}");
+    assert_eq!(eth0["lease"]["mtu"], 1400, "{reply}");
     assert_eq!(eth0["link"], "up", "{reply}");
     assert_eq!(
         status["interfaces"][1]["addresses"][0], "198.51.100.11/24",
