@@ -2,40 +2,14 @@
 //! star-init as PID 1: to `star: appliance ready`, then an ACPI power-button press
 //! (`system_powerdown`) that must end the VM by itself.
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 const STAR_IMAGE: &str = env!("CARGO_BIN_EXE_star-image");
-const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
-const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .unwrap()
-}
-
-/// The static binaries `make static` leaves (make test builds them first).
-fn static_bins() -> PathBuf {
-    let dir = root().join("target/x86_64-unknown-linux-gnu/release");
-    assert!(
-        dir.join("star-init").exists() && dir.join("star").exists(),
-        "static binaries missing in {}: run `make static` (make test does)",
-        dir.display()
-    );
-    dir
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("star-image-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use star_lab::vm::{direct_args, disk_args, uefi_args, Vm};
+use star_lab::{root, scratch, static_bins};
 
 /// Runs `star-image build`; returns (success, stdout+stderr). One build at a time: builds
 /// share the package cache.
@@ -111,166 +85,31 @@ fn built_with(board: &'static str, config: Option<PathBuf>) -> PathBuf {
     out
 }
 
-struct Vm {
-    child: Child,
-    serial: Arc<Mutex<String>>,
-    monitor: PathBuf,
+/// Boots a disk through OVMF, as a cloud or VirtualBox would, with QEMU's user-mode
+/// network (its own DHCP server, no host configuration) on a NIC of each model.
+fn boot(disk: &Path, format: &str, interface: &str, nics: &[&str], dir: &Path) -> Vm {
+    let mut args = uefi_args(dir);
+    args.extend(disk_args(disk, format, interface));
+    for model in nics {
+        args.extend(["-nic".to_string(), format!("user,model={model}")]);
+    }
+    if nics.is_empty() {
+        args.extend(["-nic".to_string(), "none".to_string()]);
+    }
+    Vm::start(args, dir)
 }
 
-impl Vm {
-    /// Boots a disk through OVMF, as a cloud or VirtualBox would.
-    fn boot(disk: &Path, format: &str, interface: &str, nics: &[&str], dir: &Path) -> Vm {
-        let vars = dir.join("OVMF_VARS.fd");
-        std::fs::copy(OVMF_VARS, &vars).expect("OVMF is installed (apt-get install ovmf)");
-        let mut qemu = Command::new("qemu-system-x86_64");
-        qemu.arg("-drive")
-            .arg(format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"))
-            .arg("-drive")
-            .arg(format!("if=pflash,format=raw,file={}", vars.display()))
-            .args(disk_args(disk, format, interface));
-        for model in nics {
-            // QEMU's user-mode network: its own DHCP server, no host configuration.
-            qemu.args(["-nic", &format!("user,model={model}")]);
-        }
-        if nics.is_empty() {
-            qemu.args(["-nic", "none"]);
-        }
-        Vm::start(qemu, dir)
-    }
-
-    /// Boots the image's kernel and initramfs directly, with words added to the command
-    /// line; the serial console's input is QEMU's standard input.
-    fn boot_direct(boot: &Path, extra_cmdline: &str, dir: &Path) -> Vm {
-        let cmdline = std::fs::read_to_string(boot.join("cmdline")).unwrap();
-        let mut qemu = Command::new("qemu-system-x86_64");
-        qemu.args(["-nic", "none"])
-            .arg("-kernel")
-            .arg(boot.join("vmlinuz"))
-            .arg("-initrd")
-            .arg(boot.join("initrd.img"))
-            .arg("-append")
-            .arg(format!("{} {extra_cmdline}", cmdline.trim()));
-        Vm::start(qemu, dir)
-    }
-
-    fn start(mut qemu: Command, dir: &Path) -> Vm {
-        let monitor = dir.join("monitor.sock");
-        let _ = std::fs::remove_file(&monitor);
-        let mut child = qemu
-            .args(["-accel", "tcg", "-machine", "q35", "-m", "512", "-smp", "1"])
-            .args(["-display", "none", "-no-reboot"])
-            .arg("-monitor")
-            .arg(format!("unix:{},server,nowait", monitor.display()))
-            .args(["-serial", "stdio"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("qemu-system-x86_64 (apt-get install qemu-system-x86)");
-        let serial = Arc::new(Mutex::new(String::new()));
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let serial = serial.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines() {
-                    let Ok(line) = line else { break };
-                    let mut s = serial.lock().unwrap();
-                    s.push_str(&line);
-                    s.push('\n');
-                }
-            });
-        }
-        Vm {
-            child,
-            serial,
-            monitor,
-        }
-    }
-
-    fn serial(&self) -> String {
-        self.serial.lock().unwrap().clone()
-    }
-
-    fn wait_for(&mut self, needle: &str, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if self.serial().contains(needle) {
-                return;
-            }
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!(
-                    "QEMU exited ({status}) before {needle:?}:\n{}",
-                    self.serial()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        panic!(
-            "no {needle:?} within {limit:?}; serial console:\n{}",
-            self.serial()
-        );
-    }
-
-    /// Types on the serial console.
-    fn type_line(&mut self, line: &str) {
-        let stdin = self.child.stdin.as_mut().unwrap();
-        stdin.write_all(format!("{line}\r").as_bytes()).unwrap();
-        stdin.flush().unwrap();
-    }
-
-    fn monitor(&self, command: &str) {
-        let mut s = std::os::unix::net::UnixStream::connect(&self.monitor).unwrap();
-        s.write_all(format!("{command}\n").as_bytes()).unwrap();
-        std::thread::sleep(Duration::from_millis(200));
-    }
-
-    /// QEMU must exit by itself (the guest powered off) within `limit`.
-    fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                std::thread::sleep(Duration::from_millis(100));
-                return status;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        panic!(
-            "the VM did not power off; serial console:\n{}",
-            self.serial()
-        );
-    }
-}
-
-impl Drop for Vm {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// QEMU arguments attaching `disk`; "nvme" is a device rather than an `if=` interface.
-fn disk_args(disk: &Path, format: &str, interface: &str) -> Vec<String> {
-    let file = format!("file={},format={format},snapshot=on", disk.display());
-    if interface == "nvme" {
-        vec![
-            "-drive".into(),
-            format!("{file},if=none,id=boot"),
-            "-device".into(),
-            "nvme,drive=boot,serial=vol0123456789".into(),
-        ]
-    } else {
-        vec!["-drive".into(), format!("{file},if={interface}")]
-    }
+/// Boots the image's kernel and initramfs directly, with words added to the command line.
+fn boot_direct(boot: &Path, extra_cmdline: &str, dir: &Path) -> Vm {
+    let mut args = vec!["-nic".to_string(), "none".to_string()];
+    args.extend(direct_args(boot, extra_cmdline));
+    Vm::start(args, dir)
 }
 
 /// Boots a disk to ready and powers it off with the ACPI button; returns the console.
 fn boot_and_power_off(disk: &Path, format: &str, interface: &str, nics: &[&str]) -> String {
     let dir = scratch(&format!("vm-{format}"));
-    let mut vm = Vm::boot(disk, format, interface, nics, &dir);
+    let mut vm = boot(disk, format, interface, nics, &dir);
     // TCG through OVMF is slow on a loaded machine: a generous limit, not a timing check.
     vm.wait_for("star: appliance ready", Duration::from_secs(240));
     vm.monitor("system_powerdown");
@@ -358,26 +197,20 @@ fn boot_aws(disk: &Path, format: &str, user_data: Option<&str>, dir: &Path) -> (
         None => "-".into(),
     };
     let responder = root().join("image/tests/imds-responder.py");
-    let vars = dir.join("OVMF_VARS.fd");
-    std::fs::copy(OVMF_VARS, &vars).expect("OVMF is installed (apt-get install ovmf)");
-    let mut qemu = Command::new("qemu-system-x86_64");
-    qemu.arg("-drive")
-        .arg(format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"))
-        .arg("-drive")
-        .arg(format!("if=pflash,format=raw,file={}", vars.display()))
-        .args(disk_args(disk, format, "nvme"))
-        .args([
-            "-nic",
-            &format!(
-                "user,model=virtio-net-pci,net=169.254.0.0/16,\
+    let mut args = uefi_args(dir);
+    args.extend(disk_args(disk, format, "nvme"));
+    args.extend([
+        "-nic".to_string(),
+        format!(
+            "user,model=virtio-net-pci,net=169.254.0.0/16,\
                  guestfwd=tcp:169.254.169.254:80-cmd:python3 {} {} {served}",
-                responder.display(),
-                log.display()
-            ),
-            "-nic",
-            "user,model=virtio-net-pci",
-        ]);
-    (Vm::start(qemu, dir), log)
+            responder.display(),
+            log.display()
+        ),
+        "-nic".to_string(),
+        "user,model=virtio-net-pci".to_string(),
+    ]);
+    (Vm::start(args, dir), log)
 }
 
 #[test]
@@ -522,7 +355,7 @@ fn an_unknown_board_lists_the_known_ones() {
 fn star_rescue_gives_a_shell_on_the_console_whose_poweroff_goes_through_init() {
     let out = built("qemu");
     let dir = scratch("rescue");
-    let mut vm = Vm::boot_direct(&out.join("boot"), "star.rescue", &dir);
+    let mut vm = boot_direct(&out.join("boot"), "star.rescue", &dir);
     vm.wait_for("star: appliance ready", Duration::from_secs(240));
     assert!(vm
         .serial()
@@ -550,7 +383,7 @@ fn star_rescue_gives_a_shell_on_the_console_whose_poweroff_goes_through_init() {
 fn without_star_toml_the_console_says_so_and_the_appliance_is_not_ready() {
     let out = built_without_config("qemu");
     let dir = scratch("no-config");
-    let mut vm = Vm::boot(&out.join("star-qemu.raw"), "raw", "virtio", &[], &dir);
+    let mut vm = boot(&out.join("star-qemu.raw"), "raw", "virtio", &[], &dir);
     vm.wait_for(
         "the services that need star.toml will not start",
         Duration::from_secs(240),
