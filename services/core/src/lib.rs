@@ -13,3 +13,4 @@ pub mod control;
 pub mod init_config;
 pub mod net_status;
 pub mod node_config;
+pub mod target_status;
