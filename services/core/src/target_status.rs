@@ -21,7 +21,9 @@ pub enum TargetRequest {
     Demote,
     /// Read the shared disk and bring LIO in line now rather than at the next poll.
     Reconcile,
-    Array { change: ArrayChange },
+    Array {
+        change: ArrayChange,
+    },
 }
 
 /// A change to the array config on the shared disk.
@@ -63,7 +65,7 @@ pub enum ArrayChange {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum TargetReply {
-    Status { status: TargetStatus },
+    Status { status: Box<TargetStatus> },
     Done { message: String },
     Error { message: String },
 }
