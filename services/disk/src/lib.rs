@@ -25,6 +25,7 @@
 
 pub mod array;
 pub mod buf;
+pub mod changes;
 pub mod check;
 pub mod config_store;
 pub mod entropy;
@@ -35,6 +36,7 @@ pub mod hosts;
 pub mod init;
 pub mod io;
 pub mod layout;
+pub mod locate;
 pub mod luns;
 pub mod probe;
 pub mod record;

@@ -1,5 +1,8 @@
 //! `star`: the operator's command line. It speaks the control sockets (star-core's
-//! protocol); everything it prints comes from there.
+//! protocol); everything it prints comes from there. [`array`] has the array's commands
+//! (disk, LUNs, hosts, CHAP, the target).
+
+pub mod array;
 
 use star_core::control::{Reply, ServiceInfo};
 

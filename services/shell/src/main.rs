@@ -13,8 +13,13 @@ usage: star [--socket PATH] [--json] COMMAND
   restart NAME        stop and start a service
   reboot              stop every service in order, then reboot
   poweroff            stop every service in order, then power off
+{ARRAY}
 
 The socket is /run/star/init.sock unless --socket or STAR_INIT_SOCKET says otherwise.";
+
+fn usage_text() -> String {
+    USAGE.replace("{ARRAY}", star_shell::array::USAGE)
+}
 
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
@@ -41,13 +46,25 @@ fn main() -> ExitCode {
                 args.remove(0);
             }
             "-h" | "--help" | "help" => {
-                println!("{USAGE}");
+                println!("{}", usage_text());
                 return ExitCode::SUCCESS;
             }
             _ => break,
         }
     }
     let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    if let Some(result) = star_shell::array::run(&words, json) {
+        return match result {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(text) => {
+                eprintln!("star: {}", text.trim_end());
+                ExitCode::FAILURE
+            }
+        };
+    }
     let req = match words.as_slice() {
         ["services"] | ["status"] => Request::Services,
         ["logs", name] => Request::Logs {
@@ -104,6 +121,6 @@ fn main() -> ExitCode {
 }
 
 fn usage(problem: &str) -> ExitCode {
-    eprintln!("star: {problem}\n{USAGE}");
+    eprintln!("star: {problem}\n{}", usage_text());
     ExitCode::from(2)
 }
