@@ -37,6 +37,7 @@ pub mod init;
 pub mod io;
 pub mod layout;
 pub mod locate;
+pub mod ownership;
 pub mod luns;
 pub mod probe;
 pub mod record;
