@@ -388,6 +388,7 @@ fn add_initramfs_files(
         file("bin/star-config", 0o755, read(&bins.join("star-config"))?),
         file("bin/star-net", 0o755, read(&bins.join("star-net"))?),
         file("bin/star-time", 0o755, read(&bins.join("star-time"))?),
+        file("bin/star-target", 0o755, read(&bins.join("star-target"))?),
         // The kernel's orderly_poweroff and people's habits both call these.
         link("sbin/poweroff", "/bin/star"),
         link("sbin/reboot", "/bin/star"),
@@ -469,7 +470,7 @@ fn busybox_applets(busybox: &Path) -> Result<Vec<String>, String> {
     Ok(applets)
 }
 
-/// `cargo build --release` of star-init and star as static executables.
+/// `cargo build --release` of every program the image carries, as static executables.
 pub fn build_static_binaries(root: &Path) -> Result<PathBuf, String> {
     let target = "x86_64-unknown-linux-gnu";
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
@@ -482,6 +483,14 @@ pub fn build_static_binaries(root: &Path) -> Result<PathBuf, String> {
             "star-init",
             "-p",
             "star-shell",
+            "-p",
+            "star-config",
+            "-p",
+            "star-net",
+            "-p",
+            "star-time",
+            "-p",
+            "star-target",
         ])
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
         .current_dir(root)

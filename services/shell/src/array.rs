@@ -21,7 +21,9 @@ pub const USAGE: &str = "\
   host list | host add NAME IQN [LUN...] | host remove NAME
   chap set HOST USER SECRET [MUTUAL_USER MUTUAL_SECRET] | chap clear HOST
                       array changes: through the active controller, or --disk PATH
-  target status | target promote [--peer-dead] | target demote | target reconcile";
+  target status | target promote [--peer-dead] | target demote | target reconcile
+  target promote --disk PATH --node N | target demote --disk PATH
+                      the ownership record written on the disk directly";
 
 pub const TARGET_SOCKET: &str = "/run/star/target.sock";
 
@@ -35,6 +37,7 @@ pub fn run(words: &[&str], json: bool) -> Option<Result<String, String>> {
     let mut config = PathBuf::from("/run/star/star.toml");
     let mut force = false;
     let mut peer_dead = false;
+    let mut node: Option<u8> = None;
     let mut rest: Vec<&str> = Vec::new();
     let mut i = 0;
     while i < words.len() {
@@ -47,13 +50,46 @@ pub fn run(words: &[&str], json: bool) -> Option<Result<String, String>> {
                 config = words[i + 1].into();
                 i += 1;
             }
+            "--node" if i + 1 < words.len() => {
+                node = words[i + 1].parse().ok().filter(|n| *n == 1 || *n == 2);
+                if node.is_none() {
+                    return Some(Err(format!("--node is 1 or 2, not {:?}", words[i + 1])));
+                }
+                i += 1;
+            }
             "--force" => force = true,
             "--peer-dead" => peer_dead = true,
             w => rest.push(w),
         }
         i += 1;
     }
+    if let (Some(path), ["target", what @ ("promote" | "demote")]) = (&disk, rest.as_slice()) {
+        return Some(own_directly(path, what, node, peer_dead));
+    }
     Some(dispatch(&rest, disk, &config, force, peer_dead, json))
+}
+
+/// `star target promote|demote --disk PATH [--node N]`: the ownership record written
+/// straight to the disk, for a lab without its heartbeat service. Each controller's
+/// target service follows the record within a second.
+fn own_directly(disk: &Path, what: &str, node: Option<u8>, peer_dead: bool) -> Result<String, String> {
+    let owner = match (what, node) {
+        ("demote", _) => 0,
+        (_, Some(n)) => n,
+        _ => return Err("star target promote --disk PATH needs --node 1|2".into()),
+    };
+    let array = star_disk::array::Array::open(disk, star_disk::io::Access::ReadWrite)
+        .map_err(|e| e.to_string())?;
+    array.require_superblock().map_err(|e| e.to_string())?;
+    let o = star_disk::ownership::take(&array.disk, owner, !peer_dead).map_err(|e| e.to_string())?;
+    Ok(match owner {
+        0 => format!("term {}: no controller owns the array\n", o.term),
+        n => format!(
+            "term {}: controller {n} owns the array (peer {})\n",
+            o.term,
+            if peer_dead { "dead" } else { "healthy" }
+        ),
+    })
 }
 
 fn dispatch(
