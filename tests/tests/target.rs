@@ -1,0 +1,337 @@
+//! The iSCSI target end to end: the qemu image booted with a shared disk file, the real
+//! LIO target inside it configured by star-target, and libiscsi's tools on the host as
+//! the initiator, through a port forward of QEMU's user network.
+//!
+//! The shared disk is initialized on the host (`star disk init --disk FILE`) and the
+//! ownership record written there too (`star target promote --disk FILE --node N`): the
+//! controllers follow the disk within a second, as they will follow the heartbeat
+//! service's writes.
+
+use star_lab::vm::{direct_args, disk_args, shared_disk_args, Vm};
+use star_lab::{image, root, run, scratch, static_bins};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const TARGET_IQN: &str = "iqn.2026-11.org.star-array:star-test";
+const TESTER: &str = "iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test";
+const BOOT_LIMIT: Duration = Duration::from_secs(240);
+
+fn config() -> PathBuf {
+    root().join("tests/configs/target-ctl.star.toml")
+}
+
+fn star(args: &[&str]) -> String {
+    let (ok, out, err) = run(static_bins().join("star").to_str().unwrap(), args);
+    assert!(ok, "star {}: {out}{err}", args.join(" "));
+    out
+}
+
+/// A shared disk of 256 MiB initialized with the test config's LUNs and hosts.
+fn shared_disk(dir: &Path) -> PathBuf {
+    let disk = dir.join("shared.raw");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(256 << 20)
+        .unwrap();
+    star(&[
+        "disk",
+        "init",
+        "--disk",
+        disk.to_str().unwrap(),
+        "--config",
+        config().to_str().unwrap(),
+    ]);
+    disk
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Controller `node` of the test array, booted directly (kernel and initramfs) with its
+/// boot disk, the shared disk, and its portal forwarded to 127.0.0.1:`port`.
+fn controller(node: u8, shared: &Path, port: u16, dir: &Path) -> Vm {
+    let out = image("qemu", Some(&config()));
+    let extra = if node == 1 {
+        String::new()
+    } else {
+        format!("star.node.name=ctl{node} star.node.id={node}")
+    };
+    let mut args = direct_args(&out.join("boot"), &extra);
+    args.extend(disk_args(&out.join("star-qemu.raw"), "raw", "virtio"));
+    args.extend(shared_disk_args(shared, "shared0001"));
+    args.extend([
+        "-nic".to_string(),
+        format!("user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:{port}-:3260"),
+        "-nic".to_string(),
+        "user,model=virtio-net-pci".to_string(),
+    ]);
+    let dir = dir.join(format!("ctl{node}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut vm = Vm::start(args, &dir);
+    vm.wait_for("star: appliance ready", BOOT_LIMIT);
+    vm.wait_for("star-target: exporting", BOOT_LIMIT);
+    vm
+}
+
+fn url(port: u16, lun: u16) -> String {
+    format!("iscsi://127.0.0.1:{port}/{TARGET_IQN}/{lun}")
+}
+
+/// Runs a libiscsi tool until it succeeds or `limit` passes (the portal comes up and the
+/// ALUA state changes within a poll of the shared disk); returns its output.
+fn until_ok(program: &str, args: &[&str], limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let (ok, out, err) = run(program, args);
+        if ok {
+            return out;
+        }
+        if Instant::now() >= deadline {
+            panic!("{program} {}: {out}{err}", args.join(" "));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn probe(what: &str, port: u16, lun: u16, initiator: &str) -> serde_json::Value {
+    let script = root().join("tests/iscsi-probe.py");
+    let o = std::process::Command::new("python3")
+        .arg(script)
+        .args(["--initiator", initiator, what, &url(port, lun)])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+        panic!(
+            "iscsi-probe {what}: {e}: {text}{}",
+            String::from_utf8_lossy(&o.stderr)
+        )
+    })
+}
+
+/// Waits until REPORT TARGET PORT GROUPS through `port` shows `states` for groups 1 and 2.
+fn wait_for_alua(port: u16, states: [u64; 2], limit: Duration) -> serde_json::Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let r = probe("rtpg", port, 0, TESTER);
+        let groups = r["groups"].as_array().cloned().unwrap_or_default();
+        let state = |id: u64| {
+            groups
+                .iter()
+                .find(|g| g["id"] == id)
+                .and_then(|g| g["state"].as_u64())
+        };
+        if state(1) == Some(states[0]) && state(2) == Some(states[1]) {
+            return r;
+        }
+        if Instant::now() >= deadline {
+            panic!("RTPG through port {port}: wanted {states:?}, got {r}");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn one_controller_exports_its_luns_with_acls_and_chap() {
+    let dir = scratch("target-one");
+    let shared = shared_disk(&dir);
+    star(&[
+        "target",
+        "promote",
+        "--disk",
+        shared.to_str().unwrap(),
+        "--node",
+        "1",
+    ]);
+    let port = free_port();
+    let mut vm = controller(1, &shared, port, &dir);
+
+    let inq = until_ok(
+        "iscsi-inq",
+        &["-i", TESTER, &url(port, 0)],
+        Duration::from_secs(60),
+    );
+    assert!(inq.contains("STAR"), "vendor: {inq}");
+    let cap = until_ok(
+        "iscsi-readcapacity16",
+        &["-i", TESTER, &url(port, 0)],
+        Duration::from_secs(30),
+    );
+    // data0 is 64 MiB of 512-byte blocks.
+    assert!(
+        cap.contains("RETURNED LOGICAL BLOCK ADDRESS:131071"),
+        "{cap}"
+    );
+    assert!(cap.contains("LOGICAL BLOCK LENGTH IN BYTES:512"), "{cap}");
+
+    // An initiator the array does not know is refused at login.
+    let (ok, out, err) = run(
+        "iscsi-inq",
+        &["-i", "iqn.2026-11.test.star:stranger", &url(port, 0)],
+    );
+    assert!(!ok, "an unknown initiator logged in: {out}");
+    assert!(err.to_lowercase().contains("login"), "{err}");
+
+    // The CHAP host: its secret lets it in, a wrong one does not.
+    let secure = "iqn.2026-11.test.star:secure";
+    // It sees data1 only, under data1's LUN number, 1.
+    let good = format!("iscsi://secure%chap-secret-12@127.0.0.1:{port}/{TARGET_IQN}/1");
+    let bad = format!("iscsi://secure%wrong-secret-1@127.0.0.1:{port}/{TARGET_IQN}/1");
+    let inq = until_ok("iscsi-inq", &["-i", secure, &good], Duration::from_secs(10));
+    assert!(inq.contains("STAR"), "{inq}");
+    let (ok, out, err) = run("iscsi-inq", &["-i", secure, &bad]);
+    assert!(!ok, "a wrong CHAP secret logged in: {out}");
+    assert!(err.to_lowercase().contains("login"), "{err}");
+    // ... and without CHAP at all.
+    let (ok, _, _) = run("iscsi-inq", &["-i", secure, &url(port, 1)]);
+    assert!(!ok, "the CHAP host logged in without CHAP");
+
+    // A LUN added on the disk appears without disturbing the others.
+    star(&[
+        "lun",
+        "create",
+        "data2",
+        "16MiB",
+        "--disk",
+        shared.to_str().unwrap(),
+    ]);
+    star(&[
+        "host",
+        "add",
+        "late",
+        "iqn.2026-11.test.star:late",
+        "data2",
+        "--disk",
+        shared.to_str().unwrap(),
+    ]);
+    let cap = until_ok(
+        "iscsi-readcapacity16",
+        &["-i", "iqn.2026-11.test.star:late", &url(port, 2)],
+        Duration::from_secs(30),
+    );
+    assert!(
+        cap.contains("RETURNED LOGICAL BLOCK ADDRESS:32767"),
+        "{cap}"
+    );
+    vm.wait_for("star-target: generation 3:", Duration::from_secs(30));
+    vm.power_off();
+}
+
+#[test]
+fn two_controllers_report_one_identity_and_swap_alua_states() {
+    let dir = scratch("target-two");
+    let shared = shared_disk(&dir);
+    let disk = shared.to_str().unwrap().to_string();
+    star(&["target", "promote", "--disk", &disk, "--node", "1"]);
+    let (p1, p2) = (free_port(), free_port());
+    let mut c1 = controller(1, &shared, p1, &dir);
+    let mut c2 = controller(2, &shared, p2, &dir);
+
+    // One device identity through both portals: the NAA and the unit serial.
+    let id1 = until_ok(
+        "iscsi-inq",
+        &["-i", TESTER, "-e", "1", "-c", "0x83", &url(p1, 0)],
+        Duration::from_secs(60),
+    );
+    let id2 = until_ok(
+        "iscsi-inq",
+        &["-i", TESTER, "-e", "1", "-c", "0x83", &url(p2, 0)],
+        Duration::from_secs(60),
+    );
+    let naa = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.contains("NAA") || l.contains("Designator:"))
+            .map(str::to_string)
+            .collect()
+    };
+    assert!(!naa(&id1).is_empty(), "no designators: {id1}");
+    // The target port group and relative port designators differ by path; the logical
+    // unit's NAA must not.
+    let lu1: Vec<String> = id1
+        .lines()
+        .filter(|l| l.contains("0x6001405") || l.contains("6001405"))
+        .map(str::to_string)
+        .collect();
+    let lu2: Vec<String> = id2
+        .lines()
+        .filter(|l| l.contains("0x6001405") || l.contains("6001405"))
+        .map(str::to_string)
+        .collect();
+    assert!(!lu1.is_empty(), "no NAA designator in:\n{id1}");
+    assert_eq!(
+        lu1, lu2,
+        "the NAA differs between the controllers:\n{id1}\n---\n{id2}"
+    );
+    let serial = |port| {
+        until_ok(
+            "iscsi-inq",
+            &["-i", TESTER, "-e", "1", "-c", "0x80", &url(port, 0)],
+            Duration::from_secs(10),
+        )
+    };
+    assert_eq!(serial(p1), serial(p2));
+
+    // Both controllers report both groups: 1 Active/Optimized (0), 2 Standby (2).
+    let r1 = wait_for_alua(p1, [0, 2], Duration::from_secs(30));
+    let r2 = wait_for_alua(p2, [0, 2], Duration::from_secs(30));
+    assert_eq!(
+        r1["groups"], r2["groups"],
+        "RTPG differs between the controllers"
+    );
+
+    // The standby path refuses I/O with NOT READY, LOGICAL UNIT NOT ACCESSIBLE, TARGET
+    // PORT IN STANDBY STATE (02h, 04h/0Bh); the active path serves it.
+    for what in ["read", "write"] {
+        let r = probe(what, p2, 0, TESTER);
+        assert_eq!(r["ok"], false, "{what} on the standby: {r}");
+        assert_eq!(
+            (
+                r["sense_key"].as_u64(),
+                r["asc"].as_u64(),
+                r["ascq"].as_u64()
+            ),
+            (Some(2), Some(4), Some(0x0b)),
+            "{what}: {r}"
+        );
+        let r = probe(what, p1, 0, TESTER);
+        assert_eq!(r["ok"], true, "{what} on the active: {r}");
+    }
+
+    // Controller 2 takes over: the states swap on both.
+    star(&["target", "promote", "--disk", &disk, "--node", "2"]);
+    wait_for_alua(p1, [2, 0], Duration::from_secs(30));
+    wait_for_alua(p2, [2, 0], Duration::from_secs(30));
+    for what in ["read", "write"] {
+        assert_eq!(probe(what, p2, 0, TESTER)["ok"], true);
+        let r = probe(what, p1, 0, TESTER);
+        assert_eq!(
+            (
+                r["sense_key"].as_u64(),
+                r["asc"].as_u64(),
+                r["ascq"].as_u64()
+            ),
+            (Some(2), Some(4), Some(0x0b)),
+            "{what}: {r}"
+        );
+    }
+    // Controller 1 dead: its group Unavailable (3) as controller 2 reports it.
+    star(&[
+        "target",
+        "promote",
+        "--disk",
+        &disk,
+        "--node",
+        "2",
+        "--peer-dead",
+    ]);
+    wait_for_alua(p2, [3, 0], Duration::from_secs(30));
+
+    c1.power_off();
+    c2.power_off();
+}
