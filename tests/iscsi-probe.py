@@ -7,7 +7,7 @@ calls the library itself (libiscsi.so.7) with ctypes, with the structures of its
 scsi-lowlevel.h.
 
 usage: iscsi-probe.py [--initiator IQN] COMMAND URL
-  COMMAND  rtpg | tur | read | write | readcap
+  COMMAND  rtpg | tur | read | write | readcap | vpd80 | vpd83
   URL      iscsi://[user%password@]host[:port]/target-iqn/lun
 
 Output: {"ok": bool, "status": N, "sense_key": K, "asc": A, "ascq": Q, "error": "...",
@@ -29,10 +29,15 @@ class ScsiSense(ctypes.Structure):
         ("error_type", ctypes.c_ubyte),
         ("key", ctypes.c_int),
         ("ascq", ctypes.c_int),
-        ("bits", ctypes.c_uint),
+        # Three one-bit fields; the C compiler puts bit_pointer in the next byte of the
+        # same storage unit, so the structure is 16 bytes, not 20.
+        ("bits", ctypes.c_ubyte),
         ("bit_pointer", ctypes.c_ubyte),
         ("field_pointer", ctypes.c_uint16),
     ]
+
+
+assert ctypes.sizeof(ScsiSense) == 16
 
 
 class ScsiData(ctypes.Structure):
@@ -98,7 +103,8 @@ lib.iscsi_set_initiator_username_pwd.argtypes = [
     ctypes.c_char_p,
     ctypes.c_char_p,
 ]
-lib.iscsi_full_connect_sync.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]
+lib.iscsi_connect_sync.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+lib.iscsi_login_sync.argtypes = [ctypes.c_void_p]
 lib.scsi_create_task.restype = ctypes.POINTER(ScsiTask)
 lib.scsi_create_task.argtypes = [
     ctypes.c_int,
@@ -130,7 +136,11 @@ def connect(url, initiator):
     lib.iscsi_set_header_digest(ctx, HEADER_DIGEST_NONE)
     if u.user:
         lib.iscsi_set_initiator_username_pwd(ctx, u.user, u.passwd)
-    if lib.iscsi_full_connect_sync(ctx, u.portal, u.lun) != 0:
+    # Connect and log in without the TEST UNIT READY that iscsi_full_connect_sync sends:
+    # on a Standby path it fails (that is the point), and the probe must get that far.
+    if lib.iscsi_connect_sync(ctx, u.portal) != 0:
+        fail("connect: " + lib.iscsi_get_error(ctx).decode())
+    if lib.iscsi_login_sync(ctx) != 0:
         fail("login: " + lib.iscsi_get_error(ctx).decode())
     return ctx, u.lun
 
@@ -141,6 +151,16 @@ def fail(message):
 
 
 def command(ctx, lun, cdb, xfer_dir, length, data_out=None):
+    """Sends the command; a UNIT ATTENTION (a new session's "LUNs changed", an ALUA
+    state change) is reported once per nexus, so the command is sent again."""
+    for _ in range(4):
+        result, data = command_once(ctx, lun, cdb, xfer_dir, length, data_out)
+        if result["sense_key"] != 6:
+            break
+    return result, data
+
+
+def command_once(ctx, lun, cdb, xfer_dir, length, data_out=None):
     cdb_buf = (ctypes.c_ubyte * len(cdb))(*cdb)
     task = lib.scsi_create_task(len(cdb), cdb_buf, xfer_dir, length)
     out = None
@@ -189,6 +209,24 @@ def rtpg_groups(data):
     return groups
 
 
+def designators(data):
+    """SPC-4 7.8.6: after a 4-byte header, descriptors of 4 bytes plus the designator."""
+    found = []
+    end = min(4 + int.from_bytes(data[2:4], "big"), len(data))
+    pos = 4
+    while pos + 4 <= end:
+        length = data[pos + 3]
+        found.append(
+            {
+                "association": (data[pos + 1] >> 4) & 3,
+                "type": data[pos + 1] & 0x0F,
+                "value": data[pos + 4 : pos + 4 + length].hex(),
+            }
+        )
+        pos += 4 + length
+    return found
+
+
 def main():
     args = sys.argv[1:]
     initiator = "iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test"
@@ -205,6 +243,13 @@ def main():
         result, data = command(ctx, lun, cdb, XFER_READ, length)
         if result["ok"]:
             result["groups"] = rtpg_groups(data)
+    elif what in ("vpd80", "vpd83"):
+        page = 0x80 if what == "vpd80" else 0x83
+        result, data = command(ctx, lun, [0x12, 1, page, 0x01, 0x00, 0], XFER_READ, 256)
+        if result["ok"] and page == 0x80:
+            result["serial"] = data[4 : 4 + data[3]].decode(errors="replace").strip("\x00 ")
+        elif result["ok"]:
+            result["designators"] = designators(data)
     elif what == "tur":
         result, _ = command(ctx, lun, [0] * 6, XFER_NONE, 0)
     elif what == "readcap":

@@ -233,49 +233,40 @@ fn two_controllers_report_one_identity_and_swap_alua_states() {
     let mut c1 = controller(1, &shared, p1, &dir);
     let mut c2 = controller(2, &shared, p2, &dir);
 
-    // One device identity through both portals: the NAA and the unit serial.
-    let id1 = until_ok(
+    // One device identity through both portals: the logical unit's designators (the
+    // NAA among them) and its unit serial. The standby path answers INQUIRY too.
+    until_ok(
         "iscsi-inq",
-        &["-i", TESTER, "-e", "1", "-c", "0x83", &url(p1, 0)],
+        &["-i", TESTER, &url(p1, 0)],
         Duration::from_secs(60),
     );
-    let id2 = until_ok(
-        "iscsi-inq",
-        &["-i", TESTER, "-e", "1", "-c", "0x83", &url(p2, 0)],
-        Duration::from_secs(60),
-    );
-    let naa = |text: &str| -> Vec<String> {
-        text.lines()
-            .filter(|l| l.contains("NAA") || l.contains("Designator:"))
-            .map(str::to_string)
-            .collect()
+    let lu_ids = |port| {
+        let r = probe("vpd83", port, 0, TESTER);
+        assert_eq!(r["ok"], true, "VPD 0x83 through port {port}: {r}");
+        let all = r["designators"].as_array().cloned().unwrap_or_default();
+        let lu: Vec<serde_json::Value> = all
+            .iter()
+            .filter(|d| d["association"] == 0)
+            .cloned()
+            .collect();
+        (lu, all)
     };
-    assert!(!naa(&id1).is_empty(), "no designators: {id1}");
-    // The target port group and relative port designators differ by path; the logical
-    // unit's NAA must not.
-    let lu1: Vec<String> = id1
-        .lines()
-        .filter(|l| l.contains("0x6001405") || l.contains("6001405"))
-        .map(str::to_string)
-        .collect();
-    let lu2: Vec<String> = id2
-        .lines()
-        .filter(|l| l.contains("0x6001405") || l.contains("6001405"))
-        .map(str::to_string)
-        .collect();
-    assert!(!lu1.is_empty(), "no NAA designator in:\n{id1}");
-    assert_eq!(
-        lu1, lu2,
-        "the NAA differs between the controllers:\n{id1}\n---\n{id2}"
+    let (lu1, all1) = lu_ids(p1);
+    let (lu2, all2) = lu_ids(p2);
+    assert!(
+        lu1.iter().any(|d| d["type"] == 3),
+        "no NAA designator for the logical unit: {all1:?}"
     );
-    let serial = |port| {
-        until_ok(
-            "iscsi-inq",
-            &["-i", TESTER, "-e", "1", "-c", "0x80", &url(port, 0)],
-            Duration::from_secs(10),
-        )
-    };
+    assert_eq!(lu1, lu2, "the LU identity differs:\n{all1:?}\n{all2:?}");
+    // The port designators (relative port, port group) are the path's own.
+    assert_ne!(all1, all2, "both paths claim the same target port");
+    let serial = |port| probe("vpd80", port, 0, TESTER)["serial"].clone();
     assert_eq!(serial(p1), serial(p2));
+    assert!(
+        serial(p1).as_str().is_some_and(|s| s.len() == 32),
+        "{}",
+        serial(p1)
+    );
 
     // Both controllers report both groups: 1 Active/Optimized (0), 2 Standby (2).
     let r1 = wait_for_alua(p1, [0, 2], Duration::from_secs(30));
