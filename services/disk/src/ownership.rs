@@ -82,6 +82,8 @@ mod tests {
         assert_eq!(Ownership::decode(&block), Ok(Some(o)));
         assert_eq!(Ownership::decode(&Block([0; 4096])), Ok(None));
         block.0[100] ^= 1;
-        assert!(Ownership::decode(&block).unwrap_err().contains("ownership record"));
+        assert!(Ownership::decode(&block)
+            .unwrap_err()
+            .contains("ownership record"));
     }
 }

@@ -72,7 +72,12 @@ pub fn run(words: &[&str], json: bool) -> Option<Result<String, String>> {
 /// `star target promote|demote --disk PATH [--node N]`: the ownership record written
 /// straight to the disk, for a lab without its heartbeat service. Each controller's
 /// target service follows the record within a second.
-fn own_directly(disk: &Path, what: &str, node: Option<u8>, peer_dead: bool) -> Result<String, String> {
+fn own_directly(
+    disk: &Path,
+    what: &str,
+    node: Option<u8>,
+    peer_dead: bool,
+) -> Result<String, String> {
     let owner = match (what, node) {
         ("demote", _) => 0,
         (_, Some(n)) => n,
@@ -81,7 +86,8 @@ fn own_directly(disk: &Path, what: &str, node: Option<u8>, peer_dead: bool) -> R
     let array = star_disk::array::Array::open(disk, star_disk::io::Access::ReadWrite)
         .map_err(|e| e.to_string())?;
     array.require_superblock().map_err(|e| e.to_string())?;
-    let o = star_disk::ownership::take(&array.disk, owner, !peer_dead).map_err(|e| e.to_string())?;
+    let o =
+        star_disk::ownership::take(&array.disk, owner, !peer_dead).map_err(|e| e.to_string())?;
     Ok(match owner {
         0 => format!("term {}: no controller owns the array\n", o.term),
         n => format!(
