@@ -13,7 +13,7 @@ help:
 	@echo "make static   static release binaries (target/$(TARGET)/release/)"
 	@echo "make test     unit and integration tests (root needed for the PID-namespace tests)"
 	@echo "make lint     rustfmt check and clippy with warnings as errors"
-	@echo "make bench    benchmarks of star-init and the images; results in bench/results/"
+	@echo "make bench    benchmarks of star-init, the images and the target; results in bench/results/"
 	@echo "make image BOARD=qemu|virtualbox|aws-ec2 [CONFIG=star.toml]   disk images in out/BOARD/"
 	@echo "make lab      not yet: the two-controller lab is still to come"
 
@@ -36,6 +36,7 @@ lint:
 bench: static
 	bench/init.sh
 	bench/image.sh
+	bench/target.sh
 
 image: static
 	$(CARGO) run -q -p star-image -- build --board $(BOARD) --bin-dir target/$(TARGET)/release \

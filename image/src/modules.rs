@@ -104,25 +104,28 @@ pub fn closure(
 }
 
 /// modules.dep for the chosen modules: each line lists the module's full transitive
-/// dependencies, the way depmod writes them.
+/// dependencies the way depmod writes them, in the order that lets modprobe (kmod's, or
+/// the rescue shell's busybox) load them from the last to the first: every module comes
+/// before the modules it needs.
 pub fn modules_dep(chosen: &BTreeMap<String, (PathBuf, Vec<String>)>) -> String {
     let mut out = String::new();
     for (rel, _) in chosen.values() {
         let name = module_name(&rel.file_name().unwrap().to_string_lossy()).unwrap();
-        let mut all = Vec::new();
+        let mut load_order = Vec::new();
         let mut seen = BTreeSet::new();
-        collect_deps(&name, chosen, &mut all, &mut seen);
+        collect_deps(&name, chosen, &mut load_order, &mut seen);
         out.push_str(&rel.to_string_lossy());
         out.push(':');
-        for dep in all {
+        for dep in load_order.iter().rev() {
             out.push(' ');
-            out.push_str(&chosen[&dep].0.to_string_lossy());
+            out.push_str(&chosen[dep].0.to_string_lossy());
         }
         out.push('\n');
     }
     out
 }
 
+/// The dependencies of `name`, each after everything it needs itself (a load order).
 fn collect_deps(
     name: &str,
     chosen: &BTreeMap<String, (PathBuf, Vec<String>)>,
@@ -131,8 +134,8 @@ fn collect_deps(
 ) {
     for dep in &chosen[name].1 {
         if seen.insert(dep.clone()) {
-            out.push(dep.clone());
             collect_deps(dep, chosen, out, seen);
+            out.push(dep.clone());
         }
     }
 }
@@ -166,6 +169,17 @@ mod tests {
         assert!(text.contains(
             "kernel/x/iscsi_target_mod.ko: kernel/x/target_core_mod.ko kernel/x/configfs.ko\n"
         ));
+        // virtio_pci's own order of needs puts virtio_ring before virtio, which needs
+        // virtio_ring too: modprobe, loading from the end, must meet virtio_ring first.
+        let virtio = modules_dep(&fake(&[
+            ("virtio_pci", &["virtio_ring", "virtio"]),
+            ("virtio", &["virtio_ring"]),
+            ("virtio_ring", &[]),
+        ]));
+        assert!(
+            virtio.contains("kernel/x/virtio_pci.ko: kernel/x/virtio.ko kernel/x/virtio_ring.ko\n"),
+            "{virtio}"
+        );
         let index = star_init::kmod::ModuleIndex::parse(&text, "").unwrap();
         let order: Vec<String> = index
             .load_order(&["iscsi_target_mod".to_string()])

@@ -2,6 +2,7 @@
 //! built once per test run, and [`vm::Vm`], a QEMU machine whose serial console the test
 //! reads and types on.
 
+pub mod array;
 pub mod vm;
 
 use std::path::{Path, PathBuf};

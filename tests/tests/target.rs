@@ -7,97 +7,11 @@
 //! controllers follow the disk within a second, as they will follow the heartbeat
 //! service's writes.
 
-use star_lab::vm::{direct_args, disk_args, shared_disk_args, Vm};
-use star_lab::{image, root, run, scratch, static_bins};
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use star_lab::array::{
+    controller, free_port, shared_disk, star, until_ok, url, TARGET_IQN, TESTER,
+};
+use star_lab::{root, run, scratch};
 use std::time::{Duration, Instant};
-
-const TARGET_IQN: &str = "iqn.2026-11.org.star-array:star-test";
-const TESTER: &str = "iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test";
-const BOOT_LIMIT: Duration = Duration::from_secs(240);
-
-fn config() -> PathBuf {
-    root().join("tests/configs/target-ctl.star.toml")
-}
-
-fn star(args: &[&str]) -> String {
-    let (ok, out, err) = run(static_bins().join("star").to_str().unwrap(), args);
-    assert!(ok, "star {}: {out}{err}", args.join(" "));
-    out
-}
-
-/// A shared disk of 256 MiB initialized with the test config's LUNs and hosts.
-fn shared_disk(dir: &Path) -> PathBuf {
-    let disk = dir.join("shared.raw");
-    std::fs::File::create(&disk)
-        .unwrap()
-        .set_len(256 << 20)
-        .unwrap();
-    star(&[
-        "disk",
-        "init",
-        "--disk",
-        disk.to_str().unwrap(),
-        "--config",
-        config().to_str().unwrap(),
-    ]);
-    disk
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Controller `node` of the test array, booted directly (kernel and initramfs) with its
-/// boot disk, the shared disk, and its portal forwarded to 127.0.0.1:`port`.
-fn controller(node: u8, shared: &Path, port: u16, dir: &Path) -> Vm {
-    let out = image("qemu", Some(&config()));
-    let extra = if node == 1 {
-        String::new()
-    } else {
-        format!("star.node.name=ctl{node} star.node.id={node}")
-    };
-    let mut args = direct_args(&out.join("boot"), &extra);
-    args.extend(disk_args(&out.join("star-qemu.raw"), "raw", "virtio"));
-    args.extend(shared_disk_args(shared, "shared0001"));
-    args.extend([
-        "-nic".to_string(),
-        format!("user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:{port}-:3260"),
-        "-nic".to_string(),
-        "user,model=virtio-net-pci".to_string(),
-    ]);
-    let dir = dir.join(format!("ctl{node}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut vm = Vm::start(args, &dir);
-    vm.wait_for("star: appliance ready", BOOT_LIMIT);
-    vm.wait_for("star-target: exporting", BOOT_LIMIT);
-    vm
-}
-
-fn url(port: u16, lun: u16) -> String {
-    format!("iscsi://127.0.0.1:{port}/{TARGET_IQN}/{lun}")
-}
-
-/// Runs a libiscsi tool until it succeeds or `limit` passes (the portal comes up and the
-/// ALUA state changes within a poll of the shared disk); returns its output.
-fn until_ok(program: &str, args: &[&str], limit: Duration) -> String {
-    let deadline = Instant::now() + limit;
-    loop {
-        let (ok, out, err) = run(program, args);
-        if ok {
-            return out;
-        }
-        if Instant::now() >= deadline {
-            panic!("{program} {}: {out}{err}", args.join(" "));
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
 
 fn probe(what: &str, port: u16, lun: u16, initiator: &str) -> serde_json::Value {
     let script = root().join("tests/iscsi-probe.py");

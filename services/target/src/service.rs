@@ -492,10 +492,24 @@ impl Service {
             portal: Some(self.local_portal().to_string()),
             dbroot: Some(self.paths.dbroot.display().to_string()),
             alua: (1..=2u8)
-                .map(|g| AluaGroupStatus {
-                    name: alua_group_name(g),
-                    id: u16::from(g),
-                    state: alua_state_name(roles.state_of(g, me).code()).into(),
+                .map(|g| {
+                    let name = alua_group_name(g);
+                    // What the kernel answers hosts; what the roles call for only while
+                    // no LUN carries the group.
+                    let state = actual
+                        .as_ref()
+                        .and_then(|a| crate::observe::alua_state_in_configfs(a, &name))
+                        .unwrap_or_else(|| {
+                            format!(
+                                "{} (no LUN exported)",
+                                alua_state_name(roles.state_of(g, me).code())
+                            )
+                        });
+                    AluaGroupStatus {
+                        name,
+                        id: u16::from(g),
+                        state,
+                    }
                 })
                 .collect(),
             luns,

@@ -1,0 +1,100 @@
+//! The test array: its config, a shared disk initialized on the host, controllers booted
+//! from the qemu image with their portals forwarded to the host, and libiscsi's tools
+//! pointed at them.
+
+use crate::vm::{direct_args, disk_args, shared_disk_args, Vm};
+use crate::{image, root, run, static_bins};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub const TARGET_IQN: &str = "iqn.2026-11.org.star-array:star-test";
+/// libiscsi's default initiator name, and the second one its conformance suite uses.
+pub const TESTER: &str = "iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test";
+pub const TESTER2: &str = "iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test-2";
+pub const BOOT_LIMIT: Duration = Duration::from_secs(240);
+
+/// The test array's star.toml (LUNs data0 and data1; hosts tester, tester2 and secure).
+pub fn config() -> PathBuf {
+    root().join("tests/configs/target-ctl.star.toml")
+}
+
+/// Runs the static `star` CLI; panics with its output if it fails.
+pub fn star(args: &[&str]) -> String {
+    let (ok, out, err) = run(static_bins().join("star").to_str().unwrap(), args);
+    assert!(ok, "star {}: {out}{err}", args.join(" "));
+    out
+}
+
+/// A shared disk of 256 MiB initialized with the test config's LUNs and hosts.
+pub fn shared_disk(dir: &Path) -> PathBuf {
+    let disk = dir.join("shared.raw");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(256 << 20)
+        .unwrap();
+    star(&[
+        "disk",
+        "init",
+        "--disk",
+        disk.to_str().unwrap(),
+        "--config",
+        config().to_str().unwrap(),
+    ]);
+    disk
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Controller `node` of the test array, booted directly (kernel and initramfs) with its
+/// boot disk, the shared disk, and its portal forwarded to 127.0.0.1:`port`; returned
+/// once star-target exports.
+pub fn controller(node: u8, shared: &Path, port: u16, dir: &Path) -> Vm {
+    let out = image("qemu", Some(&config()));
+    let extra = if node == 1 {
+        String::new()
+    } else {
+        format!("star.node.name=ctl{node} star.node.id={node}")
+    };
+    let mut args = direct_args(&out.join("boot"), &extra);
+    args.extend(disk_args(&out.join("star-qemu.raw"), "raw", "virtio"));
+    args.extend(shared_disk_args(shared, "shared0001"));
+    args.extend([
+        "-nic".to_string(),
+        format!("user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:{port}-:3260"),
+        "-nic".to_string(),
+        "user,model=virtio-net-pci".to_string(),
+    ]);
+    let dir = dir.join(format!("ctl{node}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut vm = Vm::start(args, &dir);
+    vm.wait_for("star: appliance ready", BOOT_LIMIT);
+    vm.wait_for("star-target: exporting", BOOT_LIMIT);
+    vm
+}
+
+pub fn url(port: u16, lun: u16) -> String {
+    format!("iscsi://127.0.0.1:{port}/{TARGET_IQN}/{lun}")
+}
+
+/// Runs a libiscsi tool until it succeeds or `limit` passes (the portal comes up and the
+/// ALUA state changes within a poll of the shared disk); returns its output.
+pub fn until_ok(program: &str, args: &[&str], limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let (ok, out, err) = run(program, args);
+        if ok {
+            return out;
+        }
+        if Instant::now() >= deadline {
+            panic!("{program} {}: {out}{err}", args.join(" "));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
