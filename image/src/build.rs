@@ -11,19 +11,16 @@
 use crate::board::{self, Board, Output};
 use crate::cpio::{Archive, Entry, EntryKind};
 use crate::fat::{self, FatFile};
-use crate::gpt::GptLayout;
-use crate::guid::Guid;
-use crate::{debs, modules, scripts, tools, uki};
+use crate::{debs, gpt, modules, scripts, tools, uki};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use star_core::init_config::InitConfig;
+use star_disk::gpt::Gpt;
+use star_disk::guid::Guid;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Microsoft basic data: the type other systems expect of a FAT data partition, so the
-/// config partition can be opened anywhere to edit star.toml.
-const BASIC_DATA: &str = "ebd0a0a2-b9e5-4433-87c0-68b6b72699c7";
 const CONFIG_PARTITION_BYTES: u64 = 8 << 20;
 const ESP_MIN_BYTES: u64 = 16 << 20;
 
@@ -200,19 +197,22 @@ pub fn build(opts: &BuildOptions) -> Result<Manifest, String> {
         epoch,
         &config_files,
     )?;
-    let layout = GptLayout::sequential(
+    let layout = gpt::sequential(
         Guid::derived(&opts.seed, "disk"),
         &[
             (
                 "STAR-ESP".to_string(),
-                crate::guid::ESP,
+                Guid::ESP,
                 Guid::derived(&opts.seed, "esp"),
                 esp.len() as u64,
                 0,
             ),
             (
                 "STAR-CONFIG".to_string(),
-                Guid::parse(BASIC_DATA).expect("constant"),
+                // Microsoft basic data: the type other systems expect of a FAT data
+                // partition, so the config partition can be opened anywhere to edit
+                // star.toml.
+                Guid::BASIC_DATA,
                 Guid::derived(&opts.seed, "config"),
                 config_part.len() as u64,
                 0,
@@ -504,18 +504,18 @@ pub fn build_static_binaries(root: &Path) -> Result<PathBuf, String> {
     Ok(root.join("target").join(target).join("release"))
 }
 
-fn write_raw(raw: &Path, layout: &GptLayout, partitions: &[&Vec<u8>]) -> Result<(), String> {
+fn write_raw(raw: &Path, layout: &Gpt, partitions: &[&Vec<u8>]) -> Result<(), String> {
     use std::io::{Seek, SeekFrom};
     let tmp = raw.with_extension("raw.partial");
     let mut f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
     // Sparse: only the partitions' contents and the GPT are ever written.
     f.set_len(layout.disk_bytes()).map_err(io_err(&tmp))?;
-    for (i, data) in partitions.iter().enumerate() {
-        f.seek(SeekFrom::Start(layout.byte_offset(i)))
+    for (p, data) in layout.partitions.iter().zip(partitions) {
+        f.seek(SeekFrom::Start(p.start_bytes()))
             .map_err(io_err(&tmp))?;
         f.write_all(data).map_err(io_err(&tmp))?;
     }
-    layout.write_to(&mut f).map_err(io_err(&tmp))?;
+    gpt::write_to(layout, &mut f).map_err(io_err(&tmp))?;
     f.sync_all().map_err(io_err(&tmp))?;
     std::fs::rename(&tmp, raw).map_err(io_err(raw))
 }

@@ -7,7 +7,6 @@ pub mod cpio;
 pub mod debs;
 pub mod fat;
 pub mod gpt;
-pub mod guid;
 pub mod modules;
 pub mod scripts;
 pub mod tools;

@@ -500,7 +500,7 @@ fn validate(at: &Locator, raw: RawFile, errors: &mut Vec<ConfigError>) -> NodeCo
         c.fail(
             0..0,
             "witness",
-            "a controller needs [witness] url = \"udp://HOST:PORT\"",
+            "a controller needs [witness] url = \"http://HOST:PORT\"",
         );
     }
 
@@ -866,11 +866,11 @@ fn validate_floating(c: &mut Check, raw: &Spanned<RawFloating>) -> Option<Floati
     })
 }
 
-/// `udp://HOST:PORT`.
+/// `http://HOST:PORT`: star-witness speaks HTTP/1.1 (docs/witness.md).
 pub fn parse_witness_url(url: &str) -> Result<Witness, String> {
     let rest = url
-        .strip_prefix("udp://")
-        .ok_or_else(|| format!("{url:?}: the witness is reached as udp://HOST:PORT"))?;
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{url:?}: the witness is reached as http://HOST:PORT"))?;
     let (host, port) = rest
         .rsplit_once(':')
         .ok_or_else(|| format!("{url:?} has no port"))?;
@@ -1060,8 +1060,8 @@ mod tests {
             vec!["star.toml:40:17: admin.password_hash: must be a crypt(3) hash ($6$..., $y$..., $5$... or $2b$...): make one with `mkpasswd -m sha-512`"]
         );
         assert_eq!(
-            refused(&ctl1_with("udp://198.51.100.3:7400", "tcp://198.51.100.3:7400")),
-            vec!["star.toml:31:7: witness.url: \"tcp://198.51.100.3:7400\": the witness is reached as udp://HOST:PORT"]
+            refused(&ctl1_with("http://198.51.100.3:7400", "udp://198.51.100.3:7400")),
+            vec!["star.toml:31:7: witness.url: \"udp://198.51.100.3:7400\": the witness is reached as http://HOST:PORT"]
         );
         assert_eq!(
             refused(&ctl1_with("luns = [\"data0\"]", "luns = [\"data1\"]")),
@@ -1109,7 +1109,7 @@ mod tests {
         assert!(!valid_iqn("iqn.26-11.example"));
         assert!(!valid_iqn("IQN.2026-11.example"));
         assert_eq!(
-            parse_witness_url("udp://[fd00::3]:7400").unwrap(),
+            parse_witness_url("http://[fd00::3]:7400").unwrap(),
             Witness {
                 host: "fd00::3".into(),
                 port: 7400

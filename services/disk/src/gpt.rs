@@ -129,6 +129,10 @@ impl Gpt {
         self.total_sectors.saturating_sub(BACKUP_SECTORS + 1)
     }
 
+    pub fn disk_bytes(&self) -> u64 {
+        self.total_sectors * SECTOR
+    }
+
     /// The end (exclusive LBA) of the space partitions may use, on a 1 MiB boundary.
     /// Everything from there to the disk's end is the backup table's, with slack.
     pub fn usable_end_aligned(&self) -> u64 {
@@ -194,6 +198,12 @@ impl Gpt {
                 self.total_sectors
             ));
         }
+        if self.total_sectors.checked_mul(SECTOR).is_none() {
+            return Err(format!(
+                "a disk of {} sectors is too large to address in bytes",
+                self.total_sectors
+            ));
+        }
         if self.disk_guid == Guid::NIL {
             return Err("the disk GUID is nil".into());
         }
@@ -219,6 +229,7 @@ impl Gpt {
             if self.partitions[..i]
                 .iter()
                 .any(|q| q.unique_guid == p.unique_guid)
+                || p.unique_guid == self.disk_guid
             {
                 return Err(format!(
                     "partition {}: unique GUID {} is used twice",
@@ -284,13 +295,15 @@ impl Gpt {
     /// that MBR-only tools see the disk as in use rather than empty.
     fn protective_mbr(&self) -> Vec<u8> {
         let mut m = vec![0u8; SECTOR_USIZE];
-        let sectors = (self.total_sectors - 1).min(u64::from(u32::MAX)) as u32;
+        let last_lba = (self.total_sectors - 1).min(u64::from(u32::MAX));
         let e = &mut m[446..462];
+        // Not bootable: firmware must not treat the disk as a legacy MBR disk.
+        e[0] = 0x00;
         e[1..4].copy_from_slice(&[0x00, 0x02, 0x00]);
         e[4] = 0xEE;
-        e[5..8].copy_from_slice(&[0xFF, 0xFF, 0xFF]);
+        e[5..8].copy_from_slice(&chs(last_lba));
         e[8..12].copy_from_slice(&1u32.to_le_bytes());
-        e[12..16].copy_from_slice(&sectors.to_le_bytes());
+        e[12..16].copy_from_slice(&(last_lba as u32).to_le_bytes());
         m[510] = 0x55;
         m[511] = 0xAA;
         m
@@ -386,6 +399,24 @@ impl Gpt {
             problems,
         })
     }
+}
+
+/// CHS of `lba` in the conventional 255-head, 63-sector geometry, or the "too large"
+/// marker 0xFFFFFF the spec asks for past cylinder 1023.
+fn chs(lba: u64) -> [u8; 3] {
+    const HEADS: u64 = 255;
+    const SECTORS: u64 = 63;
+    let cylinder = lba / (HEADS * SECTORS);
+    if cylinder > 1023 {
+        return [0xFF, 0xFF, 0xFF];
+    }
+    let head = (lba / SECTORS) % HEADS;
+    let sector = lba % SECTORS + 1;
+    [
+        head as u8,
+        (sector as u8) | (((cylinder >> 2) & 0xC0) as u8),
+        (cylinder & 0xFF) as u8,
+    ]
 }
 
 /// Whether `sector` starts with the GPT header signature, valid or not.
@@ -556,6 +587,14 @@ mod tests {
         assert!(read.gpt.partition(2).is_none());
     }
 
+    fn read_whole(disk: &[u8], total_sectors: u64) -> Result<ReadGpt, String> {
+        Gpt::read(
+            &disk[..1 << 20],
+            &disk[disk.len() - (1 << 20)..],
+            total_sectors,
+        )
+    }
+
     #[test]
     fn either_copy_is_enough_and_the_other_is_reported() {
         let g = sample();
@@ -586,6 +625,117 @@ mod tests {
             err.contains("primary GPT header") && err.contains("backup GPT"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn each_checksum_and_field_is_checked() {
+        let g = sample();
+        let total = g.total_sectors;
+        let good = image(&g);
+        let n = good.len();
+        let problems = |disk: &[u8]| read_whole(disk, total).unwrap().problems;
+
+        let mut bad = good.clone();
+        bad[512 + 40] ^= 1; // first usable LBA
+        assert!(problems(&bad)[0].starts_with("primary GPT header: CRC32"));
+
+        let mut bad = good.clone();
+        bad[1024 + 56] ^= 0x20; // a letter of the first partition's name
+        assert!(problems(&bad)[0].starts_with("primary GPT entry array: CRC32"));
+
+        let mut bad = good.clone();
+        bad[n - 512 + 24] ^= 1; // the backup's own LBA
+        assert!(problems(&bad)[0].starts_with("backup GPT header: CRC32"));
+
+        let mut bad = good.clone();
+        bad[512] = b'X';
+        assert!(problems(&bad)[0].contains("no \"EFI PART\" signature"));
+
+        // Both copies whole, but not the same table.
+        let mut other = g.clone();
+        other.remove(3);
+        let mut mixed = image(&other);
+        mixed[n - (1 << 20)..].copy_from_slice(&good[n - (1 << 20)..]);
+        let read = read_whole(&mixed, total).unwrap();
+        assert_eq!(read.gpt, other);
+        assert_eq!(read.problems, ["the backup GPT differs from the primary"]);
+
+        // A primary cut short, and no backup to fall back on.
+        assert!(Gpt::read(&good[..33 * 512], &[], total).is_err());
+    }
+
+    #[test]
+    fn header_fields_are_where_the_spec_puts_them() {
+        let mut g = sample();
+        let mut p = part(2, 12, 1);
+        p.type_guid = Guid::ESP;
+        // Exactly 36 UTF-16 units, one of them outside ASCII.
+        p.name = "données-0123456789abcdefghijklmnopqr".into();
+        p.attributes = (1 << 63) | (1 << 2) | 1;
+        g.insert(p).unwrap();
+        let b = g.primary_bytes();
+        let mbr = &b[..512];
+        assert_eq!(&mbr[446..451], &[0, 0x00, 0x02, 0x00, 0xEE]);
+        assert_eq!(mbr[451..454], chs(g.total_sectors - 1));
+        assert_eq!(le32(mbr, 446 + 8), 1);
+        assert_eq!(le32(mbr, 446 + 12) as u64, g.total_sectors - 1);
+        assert!(mbr[462..510].iter().all(|&x| x == 0), "one MBR entry only");
+        assert_eq!(&mbr[510..512], &[0x55, 0xAA]);
+
+        let h = &b[512..1024];
+        assert_eq!(&h[..8], b"EFI PART");
+        assert_eq!(&h[8..16], &[0, 0, 1, 0, 92, 0, 0, 0]);
+        assert_eq!(le32(h, 20), 0);
+        assert_eq!(le64(h, 24), 1);
+        assert_eq!(le64(h, 32), g.total_sectors - 1);
+        assert_eq!(le64(h, 40), 34);
+        assert_eq!(le64(h, 48), g.total_sectors - 34);
+        assert_eq!(&h[56..72], &g.disk_guid.to_gpt_bytes());
+        assert_eq!(le64(h, 72), 2);
+        assert_eq!((le32(h, 80), le32(h, 84)), (128, 128));
+        assert!(h[92..].iter().all(|&x| x == 0));
+
+        // Entry 2 (partition 2) at its number's place, between partitions 1 and 3.
+        let e = &b[1024 + 128..1024 + 256];
+        assert_eq!(&e[..16], &Guid::ESP.to_gpt_bytes());
+        assert_eq!(le64(e, 32), 12 * MIB);
+        assert_eq!(le64(e, 40), 13 * MIB - 1);
+        assert_eq!(le64(e, 48), (1 << 63) | (1 << 2) | 1);
+        assert_eq!(&e[56..60], &[b'd', 0, b'o', 0]);
+        assert_eq!(&e[64..66], &0xe9u16.to_le_bytes(), "é as one UTF-16 unit");
+        assert_ne!(&e[126..128], &[0, 0], "the 36th unit fills the field");
+        assert!(
+            b[1024 + 3 * 128..].iter().all(|&x| x == 0),
+            "unused entries"
+        );
+
+        let (offset, backup) = g.backup_bytes();
+        let bh = &backup[backup.len() - 512..];
+        assert_eq!(offset, (g.total_sectors - 33) * 512);
+        assert_eq!(le64(bh, 24), g.total_sectors - 1);
+        assert_eq!(le64(bh, 32), 1);
+        assert_eq!(le64(bh, 72), offset / 512);
+        assert_eq!(h[40..72], bh[40..72]);
+        assert_eq!(h[80..92], bh[80..92]);
+        assert_eq!(backup[..16384], b[1024..]);
+
+        let read = read_whole(&image(&g), g.total_sectors).unwrap();
+        assert_eq!(read.problems, Vec::<String>::new());
+        assert_eq!(read.gpt, g);
+    }
+
+    #[test]
+    fn protective_mbr_chs_and_size_cap() {
+        // 3 MiB: the last sector, 6143, is C/H/S 0/97/33.
+        let small = Gpt::new(guid(1), 6144);
+        assert_eq!(&small.primary_bytes()[446 + 5..446 + 8], &[97, 33, 0]);
+        // Cylinder 1023 is the last one CHS can name.
+        assert_eq!(chs(1024 * 255 * 63 - 1), [254, 0xFF, 0xFF]);
+        assert_eq!(chs(1024 * 255 * 63), [0xFF; 3]);
+        let huge = Gpt::new(guid(1), 1 << 33);
+        let b = huge.primary_bytes();
+        assert_eq!(le32(&b, 446 + 12), u32::MAX);
+        assert_eq!(&b[446 + 5..446 + 8], &[0xFF; 3]);
     }
 
     #[test]
@@ -637,10 +787,47 @@ mod tests {
             .insert(part(4, 99, 1))
             .unwrap_err()
             .contains("outside the usable"));
+        let mut early = part(4, 0, 1);
+        early.first_lba = PRIMARY_SECTORS - 1;
+        assert!(g.insert(early).unwrap_err().contains("outside the usable"));
         let mut long = part(4, 50, 1);
         long.name = "x".repeat(37);
-        assert!(g.insert(long).unwrap_err().contains("holds 36"));
+        assert!(g.insert(long).unwrap_err().contains("37 UTF-16 units"));
+        // Astral-plane characters take two UTF-16 units each.
+        let mut astral = part(4, 50, 1);
+        astral.name = "🦀".repeat(19);
+        assert!(g.insert(astral).unwrap_err().contains("38 UTF-16 units"));
+        let mut nul = part(4, 50, 1);
+        nul.name = "a\0b".into();
+        assert!(g.insert(nul).unwrap_err().contains("NUL"));
+        let mut nil = part(4, 50, 1);
+        nil.type_guid = Guid::NIL;
+        assert!(g.insert(nil).unwrap_err().contains("nil GUID"));
+        let mut same = part(4, 50, 1);
+        same.unique_guid = g.partition(1).unwrap().unique_guid;
+        assert!(g.insert(same).unwrap_err().contains("used twice"));
+        let mut disk = part(4, 50, 1);
+        disk.unique_guid = g.disk_guid;
+        assert!(g.insert(disk).unwrap_err().contains("used twice"));
+        assert!(g
+            .insert(part(129, 50, 1))
+            .unwrap_err()
+            .contains("outside 1..=128"));
         assert_eq!(g, sample(), "a refused insert leaves the table as it was");
+
+        assert!(Gpt::new(guid(1), 67)
+            .validate()
+            .unwrap_err()
+            .contains("too small"));
+        assert!(Gpt::new(guid(1), u64::MAX / 2)
+            .validate()
+            .unwrap_err()
+            .contains("too large"));
+        assert!(Gpt::new(Guid::NIL, 100 * MIB)
+            .validate()
+            .unwrap_err()
+            .contains("nil"));
+        Gpt::new(guid(1), 68).validate().unwrap();
     }
 
     #[test]

@@ -12,7 +12,8 @@
 //!
 //! - [`layout`]: where everything is.
 //! - [`record`]: the 4 KiB block codec every metadata record uses.
-//! - [`gpt`], [`guid`]: reading and writing the partition table.
+//! - [`gpt`], [`guid`]: reading and writing the partition table, of the shared disk and
+//!   of the disk images star-image builds.
 //! - [`superblock`]: which array this disk belongs to.
 //! - [`config_store`]: the double-buffered array config.
 //! - [`probe`], [`init`]: recognising what a disk holds and initializing it.

@@ -4,6 +4,8 @@
 
 use star_core::array_config::{ArrayConfig, Chap, Host};
 use star_disk::config_store::{self, ConfigCopy};
+use star_disk::gpt::{Gpt, Partition};
+use star_disk::guid::Guid;
 use star_disk::init::{init, InitRequest, Initialized, LunSeed};
 use star_disk::io::{Access, Disk};
 use star_disk::layout::{ALIGN, BLOCK_U64, LUN_AREA_START, LUN_TYPE, META_START, META_TYPE};
@@ -64,13 +66,16 @@ impl Drop for TempDisk {
     }
 }
 
-/// sfdisk lives in /usr/sbin, which is not on every user's PATH.
+/// sfdisk lives in /usr/sbin, which is not on every user's PATH. Its messages are matched
+/// in English, and partition names are not all ASCII.
 fn sfdisk() -> Command {
     let path = ["/usr/sbin/sfdisk", "/sbin/sfdisk"]
         .into_iter()
         .find(|p| Path::new(p).exists())
         .unwrap_or("sfdisk");
-    Command::new(path)
+    let mut cmd = Command::new(path);
+    cmd.env("LC_ALL", "C.UTF-8");
+    cmd
 }
 
 fn sfdisk_json(disk: &TempDisk) -> serde_json::Value {
@@ -208,6 +213,102 @@ fn init_on_a_zeroed_file_shows_the_array_to_sfdisk() {
     let report = check::check(disk.path()).unwrap();
     assert!(report.is_clean(), "{report}");
     assert_eq!(report.in_use, Some((ConfigCopy::A, 1)));
+}
+
+/// A table using every field of an entry: attribute bits, a name of exactly 36 UTF-16
+/// units with one outside ASCII, the usual type GUIDs, GUIDs derived from names.
+fn every_field_gpt(disk_mib: u64) -> Gpt {
+    let mut g = Gpt::new(Guid::derived("test", "disk"), disk_mib * MIB / 512);
+    let parts = [
+        ("EFI system", Guid::ESP, "esp", 1, 100, 1),
+        (
+            "star-root-a",
+            Guid::LINUX_DATA,
+            "root-a",
+            101,
+            1025,
+            (1 << 63) | (1 << 2),
+        ),
+        (
+            "données-0123456789abcdefghijklmnopqr",
+            Guid::LINUX_DATA,
+            "data",
+            1126,
+            1,
+            0,
+        ),
+    ];
+    for (number, (name, type_guid, id, first_mib, mib, attributes)) in (1..).zip(parts) {
+        g.insert(Partition {
+            number,
+            name: name.into(),
+            type_guid,
+            unique_guid: Guid::derived("test", id),
+            first_lba: first_mib * MIB / 512,
+            last_lba: (first_mib + mib) * MIB / 512 - 1,
+            attributes,
+        })
+        .unwrap();
+    }
+    g
+}
+
+fn write_gpt(disk: &TempDisk, gpt: &Gpt) {
+    disk.write_at(0, &gpt.primary_bytes());
+    let (offset, backup) = gpt.backup_bytes();
+    disk.write_at(offset, &backup);
+}
+
+#[test]
+fn sfdisk_reads_every_field_as_written() {
+    let disk = TempDisk::new("fields", 1128);
+    let g = every_field_gpt(1128);
+    write_gpt(&disk, &g);
+
+    let t = sfdisk_json(&disk);
+    assert_eq!(t["label"], "gpt");
+    assert_eq!(t["id"], g.disk_guid.to_string().to_uppercase());
+    assert_eq!(t["sectorsize"], 512);
+    assert_eq!(t["firstlba"], 34);
+    assert_eq!(t["lastlba"], g.total_sectors - 34);
+    let parts = t["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), g.partitions.len());
+    for (got, want) in parts.iter().zip(&g.partitions) {
+        assert_eq!(got["start"], want.first_lba);
+        assert_eq!(got["size"], want.last_lba - want.first_lba + 1);
+        assert_eq!(got["type"], want.type_guid.to_string().to_uppercase());
+        assert_eq!(got["uuid"], want.unique_guid.to_string().to_uppercase());
+        assert_eq!(got["name"], want.name.as_str());
+    }
+    assert!(parts[0]["attrs"]
+        .as_str()
+        .unwrap()
+        .contains("RequiredPartition"));
+    let attrs1 = parts[1]["attrs"].as_str().unwrap();
+    assert!(
+        attrs1.contains("LegacyBIOSBootable") && attrs1.contains("GUID:63"),
+        "{attrs1}"
+    );
+    assert!(parts[2].get("attrs").is_none());
+
+    let out = sfdisk().arg("--verify").arg(disk.path()).output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "",
+        "sfdisk --verify complained"
+    );
+    sfdisk_verify(&disk);
+}
+
+#[test]
+fn sfdisk_notices_a_broken_table() {
+    // Guards the test above: a damaged table must not pass as clean.
+    let disk = TempDisk::new("broken", 1128);
+    write_gpt(&disk, &every_field_gpt(1128));
+    disk.write_at(512 + 48, &[0x55]);
+    let out = sfdisk().arg("--verify").arg(disk.path()).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("primary GPT table is corrupt"), "{err}");
 }
 
 #[test]

@@ -125,7 +125,7 @@ address = "198.51.100.11/24"
 address = "10.99.7.100/24"
 method = "arp"
 [witness]
-url = "udp://198.51.100.3:7400"
+url = "http://198.51.100.3:7400"
 [cluster]
 key = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 [admin]

@@ -3,6 +3,7 @@
 //! (disk, LUNs, hosts, CHAP, the target).
 
 pub mod array;
+pub mod roles;
 
 use star_core::control::{Reply, ServiceInfo};
 

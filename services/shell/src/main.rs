@@ -13,12 +13,15 @@ usage: star [--socket PATH] [--json] COMMAND
   restart NAME        stop and start a service
   reboot              stop every service in order, then reboot
   poweroff            stop every service in order, then power off
+{ROLES}
 {ARRAY}
 
 The socket is /run/star/init.sock unless --socket or STAR_INIT_SOCKET says otherwise.";
 
 fn usage_text() -> String {
-    USAGE.replace("{ARRAY}", star_shell::array::USAGE)
+    USAGE
+        .replace("{ROLES}", star_shell::roles::USAGE)
+        .replace("{ARRAY}", star_shell::array::USAGE)
 }
 
 fn main() -> ExitCode {
@@ -53,7 +56,9 @@ fn main() -> ExitCode {
         }
     }
     let words: Vec<&str> = args.iter().map(String::as_str).collect();
-    if let Some(result) = star_shell::array::run(&words, json) {
+    let command =
+        star_shell::roles::run(&words, json).or_else(|| star_shell::array::run(&words, json));
+    if let Some(result) = command {
         return match result {
             Ok(text) => {
                 print!("{text}");
@@ -66,7 +71,7 @@ fn main() -> ExitCode {
         };
     }
     let req = match words.as_slice() {
-        ["services"] | ["status"] => Request::Services,
+        ["services"] => Request::Services,
         ["logs", name] => Request::Logs {
             name: name.to_string(),
             lines: None,

@@ -1,0 +1,219 @@
+//! The shared disk as star-heartbeat uses it: its own slot, the peer's slot, both
+//! mailboxes and the ownership record, each one 4 KiB block read or written with
+//! O_DIRECT|O_DSYNC (star-disk's `Disk`), behind the fault layer.
+//!
+//! [`spawn_worker`] runs the I/O on a thread of its own, one request at a time, and
+//! reports each completion as a role [`Event`]: a disk that hangs blocks that thread
+//! only. The role machine notices a write that does not complete (it knows when it asked
+//! for it) and fences itself; it never waits.
+
+use crate::fault::Fault;
+use crate::records;
+use crate::role::{Event, Mail, Owner, Slot};
+use star_disk::buf::Block;
+use star_disk::io::{Access, Disk};
+use star_disk::layout::{heartbeat_block, mailbox_block, meta_block_offset};
+use star_disk::ownership::{self, Ownership};
+use std::path::Path;
+use std::sync::mpsc::{Receiver, Sender};
+
+/// A disk request: the subset of the role machine's actions that touch the disk.
+#[derive(Debug, Clone)]
+pub enum Job {
+    WriteHeartbeat(Slot),
+    ReadPeerSlot,
+    ReadMailbox,
+    ReadPeerMailbox,
+    ReadOwnership,
+    WriteMailbox {
+        node: u8,
+        mail: Mail,
+    },
+    WriteOwnership {
+        term: u64,
+        owner: u8,
+        peer_healthy: bool,
+    },
+}
+
+pub struct SharedDisk {
+    disk: Disk,
+    me: u8,
+    fault: Fault,
+}
+
+/// What the worker says besides the event: things for the log.
+pub enum Report {
+    Event(Event),
+    Log(String),
+}
+
+impl SharedDisk {
+    pub fn open(path: &Path, me: u8, fault: Fault) -> Result<SharedDisk, String> {
+        let disk = Disk::open(path, Access::ReadWrite).map_err(|e| e.to_string())?;
+        Ok(SharedDisk { disk, me, fault })
+    }
+
+    fn peer(&self) -> u8 {
+        3 - self.me
+    }
+
+    fn read(&self, block: u64, what: &str) -> std::io::Result<Block> {
+        self.fault.gate(what)?;
+        self.disk
+            .read_block(meta_block_offset(block))
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    }
+
+    fn write(&self, block: u64, data: &Block, what: &str) -> std::io::Result<()> {
+        self.fault.gate(what)?;
+        self.disk
+            .write_block(meta_block_offset(block), data)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    }
+
+    /// A node's slot; `Ok(None)` with a log line when it is corrupt.
+    pub fn read_slot(&self, node: u8, log: &mut Vec<String>) -> std::io::Result<Option<Slot>> {
+        let b = self.read(heartbeat_block(node).expect("node 1 or 2"), "slot read")?;
+        Ok(records::decode_slot(node, &b).unwrap_or_else(|why| {
+            log.push(format!("{why}: read as missing, never trusted"));
+            None
+        }))
+    }
+
+    fn read_mail(&self, node: u8, log: &mut Vec<String>) -> std::io::Result<Mail> {
+        let b = self.read(mailbox_block(node).expect("node 1 or 2"), "mailbox read")?;
+        Ok(records::decode_mail(&b).unwrap_or_else(|why| {
+            log.push(format!("{why} (node {node}): read as empty, never trusted"));
+            Mail::Empty
+        }))
+    }
+
+    fn read_ownership(&self, log: &mut Vec<String>) -> std::io::Result<Option<Owner>> {
+        self.fault.gate("ownership read")?;
+        let block = self
+            .disk
+            .read_block(ownership::OFFSET)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(match Ownership::decode(&block) {
+            Ok(o) => o.map(|o| Owner {
+                term: o.term,
+                owner: o.owner,
+            }),
+            Err(why) => {
+                log.push(format!("{why}: read as missing, never trusted"));
+                None
+            }
+        })
+    }
+
+    /// Runs one job; returns the event that reports it and lines for the log.
+    pub fn run(&self, job: Job, log: &mut Vec<String>) -> Event {
+        let me = self.me;
+        match job {
+            Job::WriteHeartbeat(slot) => {
+                let started = crate::daemon::now();
+                let block = records::encode_slot(me, &slot);
+                match self.write(heartbeat_block(me).expect("1 or 2"), &block, "slot write") {
+                    Ok(()) => Event::HeartbeatWritten {
+                        latency: crate::daemon::now().saturating_sub(started),
+                    },
+                    Err(e) => {
+                        log.push(format!("own heartbeat write failed: {e}"));
+                        Event::HeartbeatWriteFailed
+                    }
+                }
+            }
+            Job::ReadPeerSlot => match self.read_slot(self.peer(), log) {
+                Ok(s) => Event::PeerSlotRead(s),
+                Err(e) => {
+                    log.push(format!("peer slot read failed: {e}"));
+                    Event::PeerSlotReadFailed
+                }
+            },
+            Job::ReadMailbox => match self.read_mail(me, log) {
+                Ok(m) => Event::MailboxRead(m),
+                Err(e) => {
+                    log.push(format!("mailbox read failed: {e}"));
+                    Event::MailboxReadFailed
+                }
+            },
+            Job::ReadPeerMailbox => match self.read_mail(self.peer(), log) {
+                Ok(m) => Event::PeerMailboxRead(m),
+                Err(e) => {
+                    log.push(format!("peer mailbox read failed: {e}"));
+                    Event::PeerMailboxReadFailed
+                }
+            },
+            Job::ReadOwnership => match self.read_ownership(log) {
+                Ok(o) => Event::OwnershipRead(o),
+                Err(e) => {
+                    log.push(format!("ownership read failed: {e}"));
+                    Event::OwnershipReadFailed
+                }
+            },
+            Job::WriteMailbox { node, mail } => {
+                // Written and read back: the machine counts a message as delivered only
+                // once the disk holds it.
+                let block = records::encode_mail(mail);
+                let at = mailbox_block(node).expect("1 or 2");
+                let ok = match self.write(at, &block, "mailbox write") {
+                    Ok(()) => match self.read(at, "mailbox read-back") {
+                        Ok(back) => back.0 == block.0,
+                        Err(e) => {
+                            log.push(format!("mailbox read-back failed: {e}"));
+                            false
+                        }
+                    },
+                    Err(e) => {
+                        log.push(format!("mailbox write failed: {e}"));
+                        false
+                    }
+                };
+                Event::MailboxWritten { ok }
+            }
+            Job::WriteOwnership {
+                term,
+                owner,
+                peer_healthy,
+            } => {
+                let rec = Ownership {
+                    term,
+                    owner,
+                    peer_healthy,
+                };
+                let r = self.fault.gate("ownership write").and_then(|()| {
+                    self.disk
+                        .write_block(ownership::OFFSET, &rec.encode())
+                        .map_err(|e| std::io::Error::other(e.to_string()))
+                });
+                if let Err(e) = &r {
+                    log.push(format!("ownership write failed: {e}"));
+                }
+                Event::OwnershipWritten { ok: r.is_ok() }
+            }
+        }
+    }
+}
+
+/// Runs jobs in order until `jobs` closes, sending each completion to `events`.
+pub fn spawn_worker(disk: SharedDisk, jobs: Receiver<Job>, events: Sender<crate::daemon::Msg>) {
+    std::thread::Builder::new()
+        .name("disk".into())
+        .spawn(move || {
+            for job in jobs {
+                let mut log = Vec::new();
+                let ev = disk.run(job, &mut log);
+                for line in log {
+                    let _ = events.send(crate::daemon::Msg::Disk(Report::Log(line)));
+                }
+                if events
+                    .send(crate::daemon::Msg::Disk(Report::Event(ev)))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        })
+        .expect("spawn the disk thread");
+}

@@ -1,0 +1,225 @@
+//! The heartbeat slot and mailbox records on the shared disk: small JSON payloads inside
+//! star-disk's 4 KiB records (magic, version, sequence, CRC32C), so that
+//! `dd if=DISK bs=4096 skip=257 count=1 | strings` shows a slot without our code.
+//!
+//! ```text
+//! heartbeat slot  magic STARHBT1, sequence = seq
+//!   {"node":1,"incarnation":1767225600000,"seq":42,"role":"active","term":3}
+//! mailbox         magic STARMBX1, sequence = the term the message is about (0 for empty)
+//!   {"mail":"empty"}  {"mail":"poison_pill","term":4}
+//!   {"mail":"hand_over_request","term":3}  {"mail":"hand_over_ack","term":3}
+//! ```
+//!
+//! A block that does not decode (torn, a flipped bit, another kind, a slot whose JSON
+//! disagrees with its header) is never trusted: a slot reads as missing, a mailbox as
+//! empty, and the reason is returned for the log.
+
+use crate::role::{Mail, Role, Slot};
+use serde::{Deserialize, Serialize};
+use star_disk::buf::Block;
+use star_disk::record::{self, RecordError, HEARTBEAT, MAILBOX};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoleName {
+    Starting,
+    Standby,
+    Promoting,
+    Active,
+    Demoting,
+    Fenced,
+    Maintenance,
+}
+
+impl From<Role> for RoleName {
+    fn from(r: Role) -> RoleName {
+        match r {
+            Role::Starting => RoleName::Starting,
+            Role::Standby => RoleName::Standby,
+            Role::Promoting => RoleName::Promoting,
+            Role::Active => RoleName::Active,
+            Role::Demoting => RoleName::Demoting,
+            Role::Fenced => RoleName::Fenced,
+            Role::Maintenance => RoleName::Maintenance,
+        }
+    }
+}
+
+impl From<RoleName> for Role {
+    fn from(r: RoleName) -> Role {
+        match r {
+            RoleName::Starting => Role::Starting,
+            RoleName::Standby => Role::Standby,
+            RoleName::Promoting => Role::Promoting,
+            RoleName::Active => Role::Active,
+            RoleName::Demoting => Role::Demoting,
+            RoleName::Fenced => Role::Fenced,
+            RoleName::Maintenance => Role::Maintenance,
+        }
+    }
+}
+
+/// The inverse of [`Role::code`], for the UDP datagram's role byte.
+pub fn role_from_code(code: u8) -> Option<Role> {
+    [
+        Role::Starting,
+        Role::Standby,
+        Role::Promoting,
+        Role::Active,
+        Role::Demoting,
+        Role::Fenced,
+        Role::Maintenance,
+    ]
+    .into_iter()
+    .find(|r| r.code() == code)
+}
+
+pub fn role_name(r: Role) -> &'static str {
+    match r {
+        Role::Starting => "starting",
+        Role::Standby => "standby",
+        Role::Promoting => "promoting",
+        Role::Active => "active",
+        Role::Demoting => "demoting",
+        Role::Fenced => "fenced",
+        Role::Maintenance => "maintenance",
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SlotJson {
+    node: u8,
+    incarnation: u64,
+    seq: u64,
+    role: RoleName,
+    term: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mail", rename_all = "snake_case", deny_unknown_fields)]
+enum MailJson {
+    Empty,
+    PoisonPill { term: u64 },
+    HandOverRequest { term: u64 },
+    HandOverAck { term: u64 },
+}
+
+pub fn encode_slot(node: u8, s: &Slot) -> Block {
+    let json = serde_json::to_vec(&SlotJson {
+        node,
+        incarnation: s.incarnation,
+        seq: s.seq,
+        role: s.role.into(),
+        term: s.term,
+    })
+    .expect("plain data serializes");
+    record::encode(&HEARTBEAT, s.seq, &json).expect("a slot fits a record")
+}
+
+/// `Ok(None)`: never written. `Err`: present but not to be trusted, with the reason.
+pub fn decode_slot(node: u8, block: &Block) -> Result<Option<Slot>, String> {
+    let rec = match record::decode(&HEARTBEAT, &block.0) {
+        Err(RecordError::NeverWritten) => return Ok(None),
+        Err(e) => return Err(format!("heartbeat slot of node {node}: {e}")),
+        Ok(rec) => rec,
+    };
+    let j: SlotJson = serde_json::from_slice(&rec.payload)
+        .map_err(|e| format!("heartbeat slot of node {node}: payload: {e}"))?;
+    if j.node != node || j.seq != rec.sequence {
+        return Err(format!(
+            "heartbeat slot of node {node}: inconsistent (node {} seq {} in a record of sequence {})",
+            j.node, j.seq, rec.sequence
+        ));
+    }
+    Ok(Some(Slot {
+        incarnation: j.incarnation,
+        seq: j.seq,
+        role: j.role.into(),
+        term: j.term,
+    }))
+}
+
+pub fn encode_mail(mail: Mail) -> Block {
+    let (j, seq) = match mail {
+        Mail::Empty => (MailJson::Empty, 0),
+        Mail::PoisonPill { term } => (MailJson::PoisonPill { term }, term),
+        Mail::HandOverRequest { term } => (MailJson::HandOverRequest { term }, term),
+        Mail::HandOverAck { term } => (MailJson::HandOverAck { term }, term),
+    };
+    let json = serde_json::to_vec(&j).expect("plain data serializes");
+    record::encode(&MAILBOX, seq, &json).expect("a message fits a record")
+}
+
+/// A never-written mailbox is empty; `Err` (read as empty by the caller) says why a
+/// present one is not trusted.
+pub fn decode_mail(block: &Block) -> Result<Mail, String> {
+    let rec = match record::decode(&MAILBOX, &block.0) {
+        Err(RecordError::NeverWritten) => return Ok(Mail::Empty),
+        Err(e) => return Err(format!("mailbox: {e}")),
+        Ok(rec) => rec,
+    };
+    let j: MailJson =
+        serde_json::from_slice(&rec.payload).map_err(|e| format!("mailbox: payload: {e}"))?;
+    let (mail, term) = match j {
+        MailJson::Empty => (Mail::Empty, 0),
+        MailJson::PoisonPill { term } => (Mail::PoisonPill { term }, term),
+        MailJson::HandOverRequest { term } => (Mail::HandOverRequest { term }, term),
+        MailJson::HandOverAck { term } => (Mail::HandOverAck { term }, term),
+    };
+    if term != rec.sequence {
+        return Err(format!(
+            "mailbox: inconsistent (term {term} in a record of sequence {})",
+            rec.sequence
+        ));
+    }
+    Ok(mail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_round_trip_as_readable_json() {
+        let s = Slot {
+            incarnation: 1_767_225_600_000,
+            seq: 42,
+            role: Role::Active,
+            term: 3,
+        };
+        let b = encode_slot(1, &s);
+        let text = String::from_utf8_lossy(&b.0[32..120]);
+        assert!(
+            text.starts_with(
+                r#"{"node":1,"incarnation":1767225600000,"seq":42,"role":"active","term":3}"#
+            ),
+            "{text}"
+        );
+        assert_eq!(decode_slot(1, &b), Ok(Some(s)));
+        assert!(decode_slot(2, &b).unwrap_err().contains("inconsistent"));
+        assert_eq!(decode_slot(1, &Block::zeroed()), Ok(None));
+    }
+
+    #[test]
+    fn damaged_records_are_refused_with_a_reason() {
+        let mut b = encode_mail(Mail::PoisonPill { term: 4 });
+        assert_eq!(decode_mail(&b), Ok(Mail::PoisonPill { term: 4 }));
+        b.0[40] ^= 0x20;
+        assert!(decode_mail(&b).unwrap_err().contains("CRC32C"));
+        let garbage = Block([0xa5; 4096]);
+        assert!(decode_slot(1, &garbage)
+            .unwrap_err()
+            .contains("wrong magic"));
+        for m in [
+            Mail::Empty,
+            Mail::HandOverRequest { term: 2 },
+            Mail::HandOverAck { term: 9 },
+        ] {
+            assert_eq!(decode_mail(&encode_mail(m)), Ok(m));
+        }
+        for r in 0..7 {
+            assert_eq!(role_from_code(r).map(|r| r.code()), Some(r));
+        }
+    }
+}
