@@ -197,6 +197,16 @@ pub struct ServiceInfo {
 
 /// Sends one request and reads its reply.
 pub fn request(socket: &Path, req: &Request, timeout: Duration) -> std::io::Result<Reply> {
+    call(socket, req, timeout)
+}
+
+/// One request line to any service's control socket and its one reply line: the
+/// protocol every STAR service speaks, whatever its request and reply types.
+pub fn call<Req: serde::Serialize, Rep: serde::de::DeserializeOwned>(
+    socket: &Path,
+    req: &Req,
+    timeout: Duration,
+) -> std::io::Result<Rep> {
     let stream = UnixStream::connect(socket).map_err(|e| {
         std::io::Error::new(
             e.kind(),

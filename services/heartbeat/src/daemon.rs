@@ -481,14 +481,14 @@ impl Daemon {
                 let req = TargetRequest::Promote {
                     peer_dead: !self.peer_healthy,
                 };
-                self.order(Step::TargetPromote, true, serde_json::to_string(&req));
+                self.order(Step::TargetPromote, true, serde_json::to_value(&req));
             }
             Action::TargetDemote => {
                 log("target demote");
                 self.order(
                     Step::TargetDemote,
                     true,
-                    serde_json::to_string(&TargetRequest::Demote),
+                    serde_json::to_value(&TargetRequest::Demote),
                 )
             }
             Action::TakeoverAcquire => {
@@ -496,7 +496,7 @@ impl Daemon {
                 self.order(
                     Step::TakeoverAcquire,
                     false,
-                    serde_json::to_string(&TakeoverRequest::Acquire),
+                    serde_json::to_value(&TakeoverRequest::Acquire),
                 )
             }
             Action::TakeoverRelease => {
@@ -504,7 +504,7 @@ impl Daemon {
                 self.order(
                     Step::TakeoverRelease,
                     false,
-                    serde_json::to_string(&TakeoverRequest::Release),
+                    serde_json::to_value(&TakeoverRequest::Release),
                 )
             }
             Action::FeedWatchdog => {
@@ -557,16 +557,18 @@ impl Daemon {
 
     /// Sends one order to star-target (`target`) or star-takeover on a thread of its own;
     /// its outcome comes back as a StepDone.
-    fn order(&self, step: Step, target: bool, line: serde_json::Result<String>) {
+    fn order(&self, step: Step, target: bool, request: serde_json::Result<serde_json::Value>) {
         let (socket, timeout) = if target {
             (self.target_socket.clone(), self.timing.steps.target)
         } else {
             (self.takeover_socket.clone(), self.timing.steps.takeover)
         };
         let tx = self.tx.clone();
-        let line = line.expect("plain requests serialize");
+        let request = request.expect("plain requests serialize");
         std::thread::spawn(move || {
-            let (result, text) = match line_request(&socket, &line, timeout) {
+            let answer: std::io::Result<serde_json::Value> =
+                star_core::control::call(&socket, &request, timeout);
+            let (result, text) = match answer {
                 Ok(reply) => match reply.get("reply").and_then(|r| r.as_str()) {
                     Some("done") => (StepResult::Ok, format!("{step:?}: done ({reply})")),
                     _ => (StepResult::Failed, format!("{step:?}: refused: {reply}")),
@@ -587,29 +589,6 @@ impl Daemon {
             let _ = tx.send(Msg::Step(step, result, text));
         });
     }
-}
-
-/// One request line, one reply line, on a control socket.
-pub fn line_request(
-    socket: &Path,
-    line: &str,
-    timeout: Duration,
-) -> std::io::Result<serde_json::Value> {
-    let stream = UnixStream::connect(socket)
-        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", socket.display())))?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
-    (&stream).write_all(format!("{line}\n").as_bytes())?;
-    let mut reply = String::new();
-    BufReader::new(&stream).read_line(&mut reply)?;
-    if reply.is_empty() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            format!("{} closed the connection without a reply", socket.display()),
-        ));
-    }
-    serde_json::from_str(&reply)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
 fn spawn_ticker(interval: Duration, tx: Sender<Msg>) {

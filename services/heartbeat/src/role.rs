@@ -1084,12 +1084,16 @@ impl Machine {
             term: self.known_term(),
             incarnation: self.incarnation,
         });
-        // In a partition the witness decides; it is asked nothing otherwise, so a dead
-        // witness is noticed only when it matters and never causes anything itself.
-        if self.cfg.witness && self.partitioned(now) && self.phase == Phase::Idle {
+        // The active keeps its witness lease renewed at every tick, partition or not: the
+        // witness then knows the owner is alive when a standby that lost the interconnect
+        // claims, and refuses it (ties go to the owner) instead of starting an unneeded
+        // failover. A standby asks only in a partition. An unreachable witness changes
+        // nothing for either: a dead witness never causes anything itself.
+        if self.cfg.witness && self.phase == Phase::Idle {
             match self.role {
                 // Renew: a refusal naming a higher term fences us (rule 4).
                 Role::Active => out.push(Action::AskWitness { term: self.held }),
+                Role::Standby if !self.partitioned(now) => {}
                 Role::Standby if self.peer_role() == Some(Role::Active) => {
                     let base = self.record_term();
                     out.push(Action::AskWitness {

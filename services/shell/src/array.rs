@@ -8,7 +8,6 @@ use star_core::array_config::{Chap, Host};
 use star_core::node_config::{parse_size, NodeConfig};
 use star_core::target_status::{ArrayChange, TargetReply, TargetRequest, TargetStatus};
 use star_disk::init::{init, InitRequest, LunSeed};
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -284,26 +283,12 @@ fn target(req: &TargetRequest, json: bool) -> Result<String, String> {
     let socket = std::env::var_os("STAR_TARGET_SOCKET")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(TARGET_SOCKET));
-    let stream = std::os::unix::net::UnixStream::connect(&socket).map_err(|e| {
-        format!(
-            "{}: {e}: is the target service running? (`star services`; STAR_TARGET_SOCKET names another socket; --disk PATH changes a disk directly)",
-            socket.display()
-        )
-    })?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .map_err(|e| e.to_string())?;
-    let mut line = serde_json::to_string(req).map_err(|e| e.to_string())?;
-    line.push('\n');
-    (&stream)
-        .write_all(line.as_bytes())
-        .map_err(|e| format!("{}: {e}", socket.display()))?;
-    let mut answer = String::new();
-    BufReader::new(&stream)
-        .read_line(&mut answer)
-        .map_err(|e| format!("{}: {e}", socket.display()))?;
-    let reply: TargetReply = serde_json::from_str(&answer)
-        .map_err(|e| format!("{}: unreadable reply {answer:?}: {e}", socket.display()))?;
+    let reply: TargetReply = star_core::control::call(&socket, req, Duration::from_secs(60))
+        .map_err(|e| {
+            format!(
+                "{e}: is the target service running? (`star services`; STAR_TARGET_SOCKET names another socket; --disk PATH changes a disk directly)"
+            )
+        })?;
     if json {
         let text = serde_json::to_string_pretty(&reply).unwrap_or_default() + "\n";
         return match reply {

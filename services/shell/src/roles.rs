@@ -2,7 +2,6 @@
 //! heartbeat service (/run/star/heartbeat.sock) sees and decides them.
 
 use star_core::heartbeat_status::{HeartbeatReply, HeartbeatRequest, HeartbeatStatus};
-use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -31,27 +30,13 @@ fn ask(req: &HeartbeatRequest, json: bool) -> Result<String, String> {
     let socket = std::env::var_os("STAR_HEARTBEAT_SOCKET")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(HEARTBEAT_SOCKET));
-    let stream = std::os::unix::net::UnixStream::connect(&socket).map_err(|e| {
-        format!(
-            "{}: {e}: is the heartbeat service running? (`star services`; STAR_HEARTBEAT_SOCKET names another socket)",
-            socket.display()
-        )
-    })?;
     // A switchover waits for the whole hand-over: the standby's promotion included.
-    stream
-        .set_read_timeout(Some(Duration::from_secs(120)))
-        .map_err(|e| e.to_string())?;
-    let mut line = serde_json::to_string(req).map_err(|e| e.to_string())?;
-    line.push('\n');
-    (&stream)
-        .write_all(line.as_bytes())
-        .map_err(|e| format!("{}: {e}", socket.display()))?;
-    let mut answer = String::new();
-    BufReader::new(&stream)
-        .read_line(&mut answer)
-        .map_err(|e| format!("{}: {e}", socket.display()))?;
-    let reply: HeartbeatReply = serde_json::from_str(&answer)
-        .map_err(|e| format!("{}: unreadable reply {answer:?}: {e}", socket.display()))?;
+    let reply: HeartbeatReply = star_core::control::call(&socket, req, Duration::from_secs(120))
+        .map_err(|e| {
+            format!(
+                "{e}: is the heartbeat service running? (`star services`; STAR_HEARTBEAT_SOCKET names another socket)"
+            )
+        })?;
     if json {
         let text = serde_json::to_string_pretty(&reply).unwrap_or_default() + "\n";
         return match reply {
