@@ -46,6 +46,13 @@ pub struct HeartbeatStatus {
     pub fenced: bool,
     /// The peer as last seen over the interconnect.
     pub peer: Option<PeerView>,
+    /// Milliseconds since this node's last heartbeat write completed.
+    #[serde(default)]
+    pub own_write_age_ms: Option<u64>,
+    /// Milliseconds the peer's disk slot has shown the same value: the peer is judged
+    /// dead when this reaches peer_dead.
+    #[serde(default)]
+    pub peer_slot_unchanged_ms: Option<u64>,
     /// The last witness answer ("granted term 4", "refused, term 4", "unreachable"), if
     /// it was asked.
     pub witness: Option<String>,

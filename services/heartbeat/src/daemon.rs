@@ -394,6 +394,14 @@ impl Daemon {
                 incarnation: hb.incarnation,
                 net_age_ms: t.saturating_sub(at).as_millis() as u64,
             }),
+            own_write_age_ms: self
+                .machine
+                .own_write_at()
+                .map(|at| t.saturating_sub(at).as_millis() as u64),
+            peer_slot_unchanged_ms: self
+                .machine
+                .peer_slot_unchanged_since()
+                .map(|since| t.saturating_sub(since).as_millis() as u64),
             witness: self.last_witness.clone(),
             timing: self.timing.explain(),
             uptime_ms: t.saturating_sub(self.started).as_millis() as u64,

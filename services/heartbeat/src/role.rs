@@ -425,6 +425,18 @@ impl Machine {
         &self.cfg
     }
 
+    /// When this node's last heartbeat write completed, for `star status`.
+    pub fn own_write_at(&self) -> Option<Mono> {
+        self.hb_ok
+    }
+
+    /// Since when the peer's disk slot has shown its current value (on this node's
+    /// clock): the peer is judged dead once that lasts peer_dead. `None` before a slot
+    /// was read.
+    pub fn peer_slot_unchanged_since(&self) -> Option<Mono> {
+        self.peer.map(|p| p.since)
+    }
+
     /// Feeds one event; returns what to do, in order.
     pub fn step(&mut self, now: Mono, event: Event) -> Vec<Action> {
         let mut out = Vec::new();

@@ -821,6 +821,21 @@ fn a_dead_witness_causes_no_failover() {
     assert!(c.first(a, killed, |k| k == Kind::Demote).is_none());
     assert_eq!(c.role(a).as_deref(), Some("active"));
     assert_eq!(c.role(b).as_deref(), Some("standby"));
+    // The disk heartbeats as `star status` shows them: both nodes write and see each
+    // other within the limits that would otherwise have fenced one or failed over.
+    for id in [a, b] {
+        let s = c.status(id).expect("status");
+        let own = s.own_write_age_ms.expect("own write age");
+        let peer = s.peer_slot_unchanged_ms.expect("peer slot age");
+        assert!(
+            own < (c.t.heartbeat_interval + c.t.io_timeout).as_millis() as u64,
+            "node {id}: own slot written {own} ms ago"
+        );
+        assert!(
+            peer < c.t.peer_dead.as_millis() as u64,
+            "node {id}: peer's slot unchanged for {peer} ms"
+        );
+    }
     c.check_invariant();
 }
 

@@ -78,6 +78,13 @@ pub fn render(s: &HeartbeatStatus) -> String {
         )),
         None => t.push_str("peer: not heard over the interconnect\n"),
     }
+    let secs =
+        |ms: Option<u64>| ms.map_or("-".to_string(), |m| format!("{:.1} s", m as f64 / 1000.0));
+    t.push_str(&format!(
+        "disk: own slot last written {} ago; peer's slot unchanged for {}\n",
+        secs(s.own_write_age_ms),
+        secs(s.peer_slot_unchanged_ms)
+    ));
     t.push_str(&format!(
         "witness: {}\n",
         s.witness.as_deref().unwrap_or("not asked yet")
@@ -105,6 +112,8 @@ mod tests {
             incarnation: 17,
             fenced,
             peer,
+            own_write_age_ms: Some(120),
+            peer_slot_unchanged_ms: None,
             witness: Some("granted term 4".into()),
             timing: "peer_dead 10 s\nmsgwait 20 s".into(),
             uptime_ms: 12_300,
@@ -124,6 +133,10 @@ mod tests {
         assert!(text.contains("peer: standby in term 4"), "{text}");
         assert!(text.contains("0.2 s ago"), "{text}");
         assert!(text.contains("witness: granted term 4"), "{text}");
+        assert!(
+            text.contains("disk: own slot last written 0.1 s ago; peer's slot unchanged for -"),
+            "{text}"
+        );
         assert!(text.contains("  msgwait 20 s\n"), "{text}");
         let fenced = render(&status(None, true));
         assert!(fenced.contains("fenced"), "{fenced}");
