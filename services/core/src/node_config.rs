@@ -615,12 +615,15 @@ fn validate(at: &Locator, raw: RawFile, errors: &mut Vec<ConfigError>) -> NodeCo
             d.peer_dead,
             (500, 600_000),
         ),
+        // 1 s is the smallest timeout the kernel's watchdog drivers take (softdog,
+        // i6300esb); whether a controller can keep a 1 s watchdog fed is what the rules
+        // below and the fault suite decide, not a floor picked here.
         watchdog: match &t.watchdog_sec {
-            Some(w) if !(3..=300).contains(w.get_ref()) => {
+            Some(w) if !(1..=300).contains(w.get_ref()) => {
                 c.fail(
                     w.span(),
                     "timeouts.watchdog_sec",
-                    "must be between 3 and 300",
+                    "must be between 1 and 300",
                 );
                 d.watchdog
             }
@@ -641,14 +644,37 @@ fn validate(at: &Locator, raw: RawFile, errors: &mut Vec<ConfigError>) -> NodeCo
             ),
         );
     }
-    if timeouts.io_timeout >= timeouts.peer_dead {
+    // A node gives up serving when its own heartbeat write is not done within
+    // io_timeout, and writes one every interval: it has stopped by interval + io_timeout
+    // after its last write, which must come before the peer may presume it dead.
+    let own_deadline = timeouts.heartbeat_interval + timeouts.io_timeout;
+    if own_deadline >= timeouts.peer_dead {
         let span = t.io_timeout_ms.as_ref().map_or(0..0, |v| v.span());
         c.fail(
             span,
             "timeouts.io_timeout_ms",
             format!(
-                "must be shorter than peer_dead_ms ({} ms)",
+                "heartbeat_interval_ms + io_timeout_ms ({} ms) must be shorter than \
+                 peer_dead_ms ({} ms): a node must stop serving before its peer may presume \
+                 it dead",
+                own_deadline.as_millis(),
                 timeouts.peer_dead.as_millis()
+            ),
+        );
+    }
+    // SBD's rule, msgwait = 2 × watchdog, fences a poisoned peer only if the peer reads
+    // its pill, or notices its own late write, within one watchdog timeout: that takes up
+    // to interval + io_timeout, so the watchdog must be at least twice that.
+    if timeouts.watchdog < own_deadline * 2 {
+        let span = t.watchdog_sec.as_ref().map_or(0..0, |v| v.span());
+        c.fail(
+            span,
+            "timeouts.watchdog_sec",
+            format!(
+                "must be at least 2 × (heartbeat_interval_ms + io_timeout_ms) = {} ms: a \
+                 takeover waits 2 × watchdog after poisoning the peer, and the peer needs up \
+                 to interval + io_timeout to stop before its watchdog counts",
+                (own_deadline * 2).as_millis()
             ),
         );
     }
@@ -956,8 +982,10 @@ mod tests {
             c1.interface(Purpose::Interconnect).unwrap().addressing,
             c2.interface(Purpose::Interconnect).unwrap().addressing
         );
-        assert_eq!(c1.timeouts.msgwait(), Duration::from_secs(20));
-        assert_eq!(c1.timeouts.worst_case_takeover(), Duration::from_secs(30));
+        assert_eq!(c1.timeouts, c2.timeouts);
+        // The lab's timing: under 5 s from a death to the survivor's promotion steps.
+        assert_eq!(c1.timeouts.msgwait(), Duration::from_secs(2));
+        assert_eq!(c1.timeouts.worst_case_takeover(), Duration::from_secs(3));
         assert_eq!(c1.luns[0].size_bytes, 1 << 30);
         assert_eq!(w.node.role, Role::Witness);
     }
@@ -1075,16 +1103,31 @@ mod tests {
 
     #[test]
     fn timeouts_must_hang_together() {
+        const STOP: &str = "a node must stop serving before its peer may presume it dead";
+        const FENCE: &str = "a takeover waits 2 × watchdog after poisoning the peer, and the \
+                             peer needs up to interval + io_timeout to stop before its \
+                             watchdog counts";
         assert_eq!(
-            refused(&ctl1_with("io_timeout_ms = 3000", "io_timeout_ms = 12000")),
-            vec!["star.toml:55:17: timeouts.io_timeout_ms: must be shorter than peer_dead_ms (10000 ms)"]
+            refused(&ctl1_with("io_timeout_ms = 400", "io_timeout_ms = 900")),
+            vec![
+                format!("star.toml:55:17: timeouts.io_timeout_ms: heartbeat_interval_ms + io_timeout_ms (1000 ms) must be shorter than peer_dead_ms (1000 ms): {STOP}"),
+                format!("star.toml:57:16: timeouts.watchdog_sec: must be at least 2 × (heartbeat_interval_ms + io_timeout_ms) = 2000 ms: {FENCE}"),
+            ]
         );
         assert_eq!(
-            refused(&ctl1_with("peer_dead_ms = 10000", "peer_dead_ms = 1000")),
+            refused(&ctl1_with("peer_dead_ms = 1000", "peer_dead_ms = 500")),
+            vec![format!("star.toml:55:17: timeouts.io_timeout_ms: heartbeat_interval_ms + io_timeout_ms (500 ms) must be shorter than peer_dead_ms (500 ms): {STOP}")]
+        );
+        assert_eq!(
+            refused(&ctl1_with("heartbeat_interval_ms = 100", "heartbeat_interval_ms = 300")),
             vec![
-                "star.toml:56:16: timeouts.peer_dead_ms: must be at least 4 heartbeat intervals (2000 ms)",
-                "star.toml:55:17: timeouts.io_timeout_ms: must be shorter than peer_dead_ms (1000 ms)",
+                "star.toml:56:16: timeouts.peer_dead_ms: must be at least 4 heartbeat intervals (1200 ms)".to_string(),
+                format!("star.toml:57:16: timeouts.watchdog_sec: must be at least 2 × (heartbeat_interval_ms + io_timeout_ms) = 1400 ms: {FENCE}"),
             ]
+        );
+        assert_eq!(
+            refused(&ctl1_with("watchdog_sec = 1 ", "watchdog_sec = 0 ")),
+            vec!["star.toml:57:16: timeouts.watchdog_sec: must be between 1 and 300"]
         );
     }
 
