@@ -376,7 +376,13 @@ impl Daemon {
             message.push_str("; ");
             message.push_str(&l);
         }
-        HeartbeatReply::Done { message }
+        // Every operator command changes the role when the machine takes it; an
+        // unchanged role is a refusal, whose reason the machine logged.
+        if before == after {
+            HeartbeatReply::Error { message }
+        } else {
+            HeartbeatReply::Done { message }
+        }
     }
 
     fn status(&self) -> HeartbeatStatus {

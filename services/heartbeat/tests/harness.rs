@@ -12,7 +12,7 @@
 //! `STAR_HARNESS_TIMING=lab` (or `ebs`) runs with star.toml's lab timeouts or the EBS
 //! defaults instead of the short ones (bench/failover.sh uses it).
 
-use star_core::heartbeat_status::{HeartbeatReply, HeartbeatStatus};
+use star_core::heartbeat_status::{HeartbeatReply, HeartbeatRequest, HeartbeatStatus};
 use star_core::node_config::Timeouts;
 use star_disk::buf::Block;
 use star_disk::layout::{heartbeat_block, meta_block_offset};
@@ -892,4 +892,96 @@ fn the_timing_derivation_names_its_terms() {
     for line in text.lines() {
         println!("  {line}");
     }
+}
+
+/// What controller `node`'s mailbox on the shared disk holds.
+fn read_mail(disk: &Path, node: u8) -> Result<star_heartbeat::role::Mail, String> {
+    let mut f = std::fs::File::open(disk).map_err(|e| e.to_string())?;
+    f.seek(SeekFrom::Start(meta_block_offset(
+        star_disk::layout::mailbox_block(node).unwrap(),
+    )))
+    .map_err(|e| e.to_string())?;
+    let mut b = Block([0; 4096]);
+    f.read_exact(&mut b.0).map_err(|e| e.to_string())?;
+    star_heartbeat::records::decode_mail(&b)
+}
+
+fn command(c: &Cluster, id: u8, req: HeartbeatRequest) -> HeartbeatReply {
+    star_core::control::call(&c.node(id).socket, &req, Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("node {id}: {req:?}: {e}"))
+}
+
+#[test]
+fn a_switchover_hands_the_array_over_without_fencing() {
+    let c = Cluster::start("switchover");
+    let a = c.wait_active();
+    let b = other(a);
+    sleep(c.t.heartbeat_interval * 5);
+    // Refused on the standby: only the active can hand the array over.
+    assert!(
+        matches!(
+            command(&c, b, HeartbeatRequest::Switchover),
+            HeartbeatReply::Error { .. }
+        ),
+        "the standby accepted a switchover"
+    );
+    let began = Instant::now();
+    let reply = command(&c, a, HeartbeatRequest::Switchover);
+    assert!(
+        !matches!(reply, HeartbeatReply::Error { .. }),
+        "switchover on the active: {reply:?}"
+    );
+    c.wait_for("the standby active", failover_bound(&c.t), |c| {
+        c.role(b).as_deref() == Some("active")
+    });
+    // The planned way: the old active released and demoted before the new one promoted,
+    // acknowledged on disk, and neither fenced nor was fenced.
+    let demoted = c.first(a, began, |k| k == Kind::Demote).expect("a demoted");
+    let promoted = c
+        .first(b, began, |k| matches!(k, Kind::Promote { .. }))
+        .expect("b promoted");
+    assert!(demoted <= promoted, "{:?}", c.records());
+    assert!(!c.reset(a), "the old active was reset");
+    assert!(
+        !matches!(
+            read_mail(&c.disk, a),
+            Ok(star_heartbeat::role::Mail::PoisonPill { .. })
+        ),
+        "a poison pill in the old active's mailbox: {:?}",
+        read_mail(&c.disk, a)
+    );
+    c.wait_for("the old active standby", Duration::from_secs(5), |c| {
+        c.role(a).as_deref() == Some("standby")
+    });
+    c.check_invariant();
+}
+
+#[test]
+fn maintenance_keeps_a_standby_from_taking_over_until_it_ends() {
+    let c = Cluster::start("maintenance");
+    let a = c.wait_active();
+    let b = other(a);
+    sleep(c.t.heartbeat_interval * 5);
+    let reply = command(&c, b, HeartbeatRequest::Maintenance { on: true });
+    assert!(
+        !matches!(reply, HeartbeatReply::Error { .. }),
+        "maintenance on: {reply:?}"
+    );
+    c.wait_for("b in maintenance", Duration::from_secs(5), |c| {
+        c.role(b).as_deref() == Some("maintenance")
+    });
+    let killed = Instant::now();
+    c.kill9(a);
+    // Well past the time a takeover would have taken: nothing moves.
+    sleep(failover_bound(&c.t));
+    assert!(c.promotes_since(killed).is_empty(), "{:?}", c.records());
+    assert_eq!(c.role(b).as_deref(), Some("maintenance"));
+    // Maintenance ends: the survivor follows the rules again and takes over.
+    command(&c, b, HeartbeatRequest::Maintenance { on: false });
+    c.wait_for(
+        "the survivor active after maintenance",
+        failover_bound(&c.t) * 2,
+        |c| c.role(b).as_deref() == Some("active"),
+    );
+    c.check_invariant();
 }
