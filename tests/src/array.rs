@@ -98,3 +98,21 @@ pub fn until_ok(program: &str, args: &[&str], limit: Duration) -> String {
         std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+/// The array with one controller: a fresh shared disk owned by controller 1 and
+/// controller 1 booted on it, exporting. Returns the machine, the disk and the port its
+/// portal is forwarded to.
+pub fn one_controller(dir: &Path) -> (Vm, PathBuf, u16) {
+    let shared = shared_disk(dir);
+    star(&[
+        "target",
+        "promote",
+        "--disk",
+        shared.to_str().unwrap(),
+        "--node",
+        "1",
+    ]);
+    let port = free_port();
+    let vm = controller(1, &shared, port, dir);
+    (vm, shared, port)
+}

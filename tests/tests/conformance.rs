@@ -4,7 +4,7 @@
 //! one must fail as written (a fix shows up as a failure here, so the file is updated and
 //! stays true).
 
-use star_lab::array::{controller, free_port, shared_disk, star, url, TESTER, TESTER2};
+use star_lab::array::{one_controller, url, TESTER, TESTER2};
 use star_lab::{root, scratch};
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -100,17 +100,7 @@ fn parser_reads_passes_and_late_failures() {
 #[test]
 fn libiscsi_conformance_suite_matches_the_expectations() {
     let dir = scratch("conformance");
-    let shared = shared_disk(&dir);
-    star(&[
-        "target",
-        "promote",
-        "--disk",
-        shared.to_str().unwrap(),
-        "--node",
-        "1",
-    ]);
-    let port = free_port();
-    let mut vm = controller(1, &shared, port, &dir);
+    let (mut vm, _, port) = one_controller(&dir);
 
     // LUN 1 (data1, 32 MiB): both of the suite's initiator names are mapped to it.
     let o = Command::new("iscsi-test-cu")

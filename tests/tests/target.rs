@@ -8,7 +8,7 @@
 //! service's writes.
 
 use star_lab::array::{
-    controller, free_port, shared_disk, star, until_ok, url, TARGET_IQN, TESTER,
+    controller, free_port, one_controller, shared_disk, star, until_ok, url, TARGET_IQN, TESTER,
 };
 use star_lab::{root, run, scratch};
 use std::time::{Duration, Instant};
@@ -54,17 +54,7 @@ fn wait_for_alua(port: u16, states: [u64; 2], limit: Duration) -> serde_json::Va
 #[test]
 fn one_controller_exports_its_luns_with_acls_and_chap() {
     let dir = scratch("target-one");
-    let shared = shared_disk(&dir);
-    star(&[
-        "target",
-        "promote",
-        "--disk",
-        shared.to_str().unwrap(),
-        "--node",
-        "1",
-    ]);
-    let port = free_port();
-    let mut vm = controller(1, &shared, port, &dir);
+    let (mut vm, shared, port) = one_controller(&dir);
 
     let inq = until_ok(
         "iscsi-inq",
