@@ -72,7 +72,7 @@ impl Timing {
     /// timeout after its last feed; a peer that cannot read the disk has already
     /// stopped feeding because its own heartbeat write is late. Either way it is gone
     /// before msgwait ends, provided `watchdog ≥ 2 × (heartbeat_interval + io_timeout)`
-    /// (see [`Timing::warnings`]).
+    /// (refused otherwise when star.toml is loaded: star-core's node_config).
     pub fn msgwait(&self) -> Duration {
         self.watchdog * 2
     }
@@ -117,29 +117,6 @@ impl Timing {
             + self.promote()
     }
 
-    /// Relations the safety argument needs; each one broken is explained.
-    pub fn warnings(&self) -> Vec<String> {
-        let mut w = Vec::new();
-        let needed = (self.heartbeat_interval + self.io_timeout) * 2;
-        if self.watchdog < needed {
-            w.push(format!(
-                "watchdog {} is shorter than 2 × (heartbeat_interval + io_timeout) = {}: a \
-                 poisoned peer may still be serving when msgwait ends",
-                ms(self.watchdog),
-                ms(needed)
-            ));
-        }
-        if self.peer_dead < self.own_write_deadline() {
-            w.push(format!(
-                "peer_dead {} is shorter than heartbeat_interval + io_timeout = {}: one slow \
-                 heartbeat write of the peer looks like its death",
-                ms(self.peer_dead),
-                ms(self.own_write_deadline())
-            ));
-        }
-        w
-    }
-
     /// The derivation, for `star status`.
     pub fn explain(&self) -> String {
         let mut s = String::new();
@@ -180,9 +157,6 @@ impl Timing {
             ms(self.promote()),
             ms(self.switchover_rto())
         );
-        for warning in self.warnings() {
-            let _ = writeln!(s, "warning: {warning}");
-        }
         s
     }
 }
@@ -212,27 +186,11 @@ mod tests {
         // 10.5 s detect + 23 s fence + 23 s promote.
         assert_eq!(t.failover_rto(), Duration::from_millis(56_500));
         assert_eq!(t.switchover_rto(), Duration::from_secs(47));
-        assert!(t.warnings().is_empty(), "{:?}", t.warnings());
         let text = t.explain();
         assert!(
             text.contains("msgwait = 2 × watchdog 10 s = 20 s"),
             "{text}"
         );
         assert!(text.contains("= 56500 ms"), "{text}");
-    }
-
-    #[test]
-    fn a_short_watchdog_is_reported() {
-        let t = timing(&Timeouts {
-            heartbeat_interval: Duration::from_secs(1),
-            io_timeout: Duration::from_secs(3),
-            peer_dead: Duration::from_secs(2),
-            watchdog: Duration::from_secs(5),
-        });
-        let w = t.warnings();
-        assert_eq!(w.len(), 2, "{w:?}");
-        assert!(w[0].starts_with("watchdog 5 s is shorter than"), "{w:?}");
-        assert!(w[1].starts_with("peer_dead 2 s is shorter than"), "{w:?}");
-        assert!(t.explain().contains("warning: watchdog 5 s"));
     }
 }
