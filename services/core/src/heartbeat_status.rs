@@ -5,9 +5,9 @@
 //! `{"cmd":"maintenance","on":true}`. Replies: `{"reply":"status","status":{...}}`,
 //! `{"reply":"done","message":"..."}`, `{"reply":"error","message":"..."}`.
 //!
-//! star-takeover does not exist yet; the two requests star-heartbeat sends it are fixed
-//! here so that it and any stand-in speak the same lines: `{"cmd":"acquire"}` and
-//! `{"cmd":"release"}`, answered with a [`TakeoverReply`].
+//! star-takeover's requests are `{"cmd":"acquire"}` and `{"cmd":"release"}` (the two
+//! star-heartbeat sends, answered `done` or `error`) and `{"cmd":"status"}` (for
+//! operators, answered `{"reply":"status","status":{...}}`); see docs/takeover.md.
 
 use serde::{Deserialize, Serialize};
 
@@ -77,6 +77,8 @@ pub enum TakeoverRequest {
     Acquire,
     /// Let go of it.
     Release,
+    /// Where the address is now, as this controller sees it, and what was last done.
+    Status,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +86,42 @@ pub enum TakeoverRequest {
 pub enum TakeoverReply {
     Done { message: String },
     Error { message: String },
+    Status { status: Box<TakeoverStatus> },
+}
+
+/// star-takeover's answer to `status`: observed when asked, not remembered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TakeoverStatus {
+    /// star.toml's method: "arp", "aws-secondary-ip", "aws-route-table", "aws-route53".
+    pub method: String,
+    /// The floating address with its prefix length, "192.0.2.100/24".
+    pub address: String,
+    /// The interface the address is put on (the client interface), when the method
+    /// puts it on one.
+    pub interface: Option<String>,
+    /// This controller holds the address: it is where the method puts it, as configured.
+    pub held: bool,
+    /// What was seen, in words: "192.0.2.100/24 on eth0 (52:54:00:12:34:56, carrier)",
+    /// "on no interface of this node".
+    pub observed: String,
+    /// The last acquire or release, if there was one since the service started.
+    pub last_action: Option<TakeoverAction>,
+    /// The announcements of the last acquire: the first burst, and the second one
+    /// (pending, sent, or cancelled by a release).
+    pub announce: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TakeoverAction {
+    /// "acquire" or "release".
+    pub action: String,
+    pub ok: bool,
+    /// The reply that was sent: what was done, or the error.
+    pub message: String,
+    /// How long it took.
+    pub took_ms: u64,
+    /// How long ago it finished.
+    pub ago_ms: u64,
 }
 
 #[cfg(test)]
@@ -102,6 +140,61 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&TakeoverRequest::Acquire).unwrap(),
             r#"{"cmd":"acquire"}"#
+        );
+    }
+
+    #[test]
+    fn takeover_lines_keep_their_shape() {
+        for (request, line) in [
+            (TakeoverRequest::Acquire, r#"{"cmd":"acquire"}"#),
+            (TakeoverRequest::Release, r#"{"cmd":"release"}"#),
+            (TakeoverRequest::Status, r#"{"cmd":"status"}"#),
+        ] {
+            assert_eq!(serde_json::to_string(&request).unwrap(), line);
+            assert_eq!(
+                serde_json::from_str::<TakeoverRequest>(line).unwrap(),
+                request
+            );
+        }
+        // What star-heartbeat reads: the two replies it has always had.
+        assert_eq!(
+            serde_json::to_string(&TakeoverReply::Done {
+                message: "held".into()
+            })
+            .unwrap(),
+            r#"{"reply":"done","message":"held"}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<TakeoverReply>(r#"{"reply":"error","message":"no"}"#).unwrap(),
+            TakeoverReply::Error {
+                message: "no".into()
+            }
+        );
+        let status = TakeoverReply::Status {
+            status: Box::new(TakeoverStatus {
+                method: "arp".into(),
+                address: "192.0.2.100/24".into(),
+                interface: Some("eth0".into()),
+                held: true,
+                observed: "192.0.2.100/24 on eth0".into(),
+                last_action: Some(TakeoverAction {
+                    action: "acquire".into(),
+                    ok: true,
+                    message: "acquired".into(),
+                    took_ms: 801,
+                    ago_ms: 5,
+                }),
+                announce: None,
+            }),
+        };
+        let text = serde_json::to_string(&status).unwrap();
+        assert!(
+            text.starts_with(r#"{"reply":"status","status":{"method":"arp","address":"192.0.2.100/24","interface":"eth0","held":true,"#),
+            "{text}"
+        );
+        assert_eq!(
+            serde_json::from_str::<TakeoverReply>(&text).unwrap(),
+            status
         );
     }
 }

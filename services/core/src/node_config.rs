@@ -98,6 +98,45 @@ pub struct Floating {
     pub address: IpAddr,
     pub prefix_len: u8,
     pub method: TakeoverMethod,
+    /// How method "arp" announces the address; the defaults for the other methods.
+    pub garp: Garp,
+}
+
+/// The announcements of method "arp" after it adds the address: gratuitous ARP requests
+/// for IPv4, unsolicited neighbour advertisements for IPv6. Like keepalived
+/// (`vrrp_garp_master_repeat` 5, `vrrp_garp_master_delay` 5 s) and IPaddr2 (5 at
+/// 200 ms): a first burst that acquire waits for, and a second one later for the
+/// neighbours and switches that missed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Garp {
+    /// Packets in each burst (`garp_count`).
+    pub count: u32,
+    /// Between the packets of a burst (`garp_interval_ms`).
+    pub interval: Duration,
+    /// The second burst starts this long after acquire returned; `None` for no second
+    /// burst (`garp_repeat_after_ms = 0`).
+    pub repeat_after: Option<Duration>,
+}
+
+impl Default for Garp {
+    fn default() -> Garp {
+        Garp {
+            count: 5,
+            interval: Duration::from_millis(200),
+            repeat_after: Some(Duration::from_secs(5)),
+        }
+    }
+}
+
+impl Garp {
+    /// The first burst, which acquire waits for, may take at most this long: star-heartbeat
+    /// gives acquire 15 s, and most of that belongs to netlink or the AWS APIs.
+    pub const MAX_BURST: Duration = Duration::from_secs(5);
+
+    /// From the first packet of a burst to its last.
+    pub fn burst(&self) -> Duration {
+        self.interval * self.count.saturating_sub(1)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -218,6 +257,9 @@ struct RawFloating {
     hosted_zone_id: Option<Spanned<String>>,
     record_name: Option<Spanned<String>>,
     ttl: Option<Spanned<u32>>,
+    garp_count: Option<Spanned<u32>>,
+    garp_interval_ms: Option<Spanned<u64>>,
+    garp_repeat_after_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -473,7 +515,7 @@ fn validate(at: &Locator, raw: RawFile, errors: &mut Vec<ConfigError>) -> NodeCo
     let floating = raw
         .floating
         .as_ref()
-        .and_then(|f| validate_floating(&mut c, f));
+        .and_then(|f| validate_floating(&mut c, f, &interfaces));
     match (role, &raw.floating) {
         (Role::Controller, None) => c.fail(
             0..0,
@@ -816,7 +858,35 @@ fn validate_interfaces(c: &mut Check, raw: &[Spanned<RawInterface>]) -> Vec<Inte
 
 const METHODS: &str = "\"arp\", \"aws-secondary-ip\", \"aws-route-table\" or \"aws-route53\"";
 
-fn validate_floating(c: &mut Check, raw: &Spanned<RawFloating>) -> Option<Floating> {
+/// Why `address/prefix_len` cannot be a floating address, if it cannot: it must be one
+/// unicast host address, because acquire puts it on an interface and release takes it off.
+pub fn floating_address_problem(address: IpAddr, prefix_len: u8) -> Option<String> {
+    if address.is_unspecified() || address.is_loopback() || address.is_multicast() {
+        return Some(format!("{address} is not a unicast host address"));
+    }
+    if let IpAddr::V4(v4) = address {
+        if v4.is_broadcast() {
+            return Some(format!("{address} is not a unicast host address"));
+        }
+        // /31 and /32 have no network or broadcast address (RFC 3021).
+        if prefix_len <= 30 {
+            let host_bits = u32::MAX.checked_shr(u32::from(prefix_len)).unwrap_or(0);
+            let host = u32::from(v4) & host_bits;
+            if host == 0 || host == host_bits {
+                return Some(format!(
+                    "{address} is the network or broadcast address of {address}/{prefix_len}"
+                ));
+            }
+        }
+    }
+    None
+}
+
+fn validate_floating(
+    c: &mut Check,
+    raw: &Spanned<RawFloating>,
+    interfaces: &[Interface],
+) -> Option<Floating> {
     let f = raw.get_ref();
     let (address, prefix_len) = match parse_cidr(f.address.get_ref()) {
         Ok(a) => a,
@@ -825,6 +895,28 @@ fn validate_floating(c: &mut Check, raw: &Spanned<RawFloating>) -> Option<Floati
             (IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)
         }
     };
+    if parse_cidr(f.address.get_ref()).is_ok() {
+        if let Some(problem) = floating_address_problem(address, prefix_len) {
+            c.fail(f.address.span(), "floating.address", problem);
+        }
+        // Release takes the floating address off the node: were it an interface's own,
+        // the node would lose that address.
+        for i in interfaces {
+            if let Addressing::Static { address: own, .. } = i.addressing {
+                if own == address {
+                    c.fail(
+                        f.address.span(),
+                        "floating.address",
+                        format!(
+                            "{address} is interface {}'s own address: the floating address \
+                             must be one that no interface has, since release removes it",
+                            i.name
+                        ),
+                    );
+                }
+            }
+        }
+    }
     let needs = |c: &mut Check, v: &Option<Spanned<String>>, key: &str, method: &str| -> String {
         match v {
             Some(s) if !s.get_ref().is_empty() => s.get_ref().clone(),
@@ -885,11 +977,86 @@ fn validate_floating(c: &mut Check, raw: &Spanned<RawFloating>) -> Option<Floati
             return None;
         }
     };
+    let garp = validate_garp(c, f, &method);
     Some(Floating {
         address,
         prefix_len,
         method,
+        garp,
     })
+}
+
+fn validate_garp(c: &mut Check, f: &RawFloating, method: &TakeoverMethod) -> Garp {
+    let d = Garp::default();
+    if *method != TakeoverMethod::Arp {
+        let spans = [
+            f.garp_count.as_ref().map(|v| v.span()),
+            f.garp_interval_ms.as_ref().map(|v| v.span()),
+            f.garp_repeat_after_ms.as_ref().map(|v| v.span()),
+        ];
+        if let Some(span) = spans.into_iter().flatten().next() {
+            c.fail(
+                span,
+                "floating.garp",
+                "garp_count, garp_interval_ms and garp_repeat_after_ms apply to method = \"arp\" \
+                 only: a cloud network does not forward gratuitous ARP",
+            );
+        }
+        return d;
+    }
+    let count = match &f.garp_count {
+        Some(v) if !(1..=100).contains(v.get_ref()) => {
+            c.fail(v.span(), "floating.garp_count", "must be between 1 and 100");
+            d.count
+        }
+        Some(v) => *v.get_ref(),
+        None => d.count,
+    };
+    let interval = c.milliseconds(
+        &f.garp_interval_ms,
+        "floating.garp_interval_ms",
+        d.interval,
+        (0, 5_000),
+    );
+    let repeat_after = match &f.garp_repeat_after_ms {
+        None => d.repeat_after,
+        Some(v) => match *v.get_ref() {
+            0 => None,
+            ms @ 100..=600_000 => Some(Duration::from_millis(ms)),
+            _ => {
+                c.fail(
+                    v.span(),
+                    "floating.garp_repeat_after_ms",
+                    "must be 0 (no second burst) or between 100 and 600000",
+                );
+                d.repeat_after
+            }
+        },
+    };
+    let garp = Garp {
+        count,
+        interval,
+        repeat_after,
+    };
+    if garp.burst() > Garp::MAX_BURST {
+        let span = f
+            .garp_interval_ms
+            .as_ref()
+            .map(|v| v.span())
+            .or_else(|| f.garp_count.as_ref().map(|v| v.span()))
+            .unwrap_or(0..0);
+        c.fail(
+            span,
+            "floating.garp_interval_ms",
+            format!(
+                "the first burst, (garp_count - 1) × garp_interval_ms = {} ms, must fit in {} ms: \
+                 acquire waits for it, and star-heartbeat waits 15 s for acquire",
+                garp.burst().as_millis(),
+                Garp::MAX_BURST.as_millis()
+            ),
+        );
+    }
+    garp
 }
 
 /// `http://HOST:PORT`: star-witness speaks HTTP/1.1 (docs/witness.md).
@@ -1074,6 +1241,97 @@ mod tests {
                 "star.toml:28:10: floating.hosted_zone_id: method = \"aws-route53\" needs floating.hosted_zone_id",
                 "star.toml:28:10: floating.record_name: method = \"aws-route53\" needs floating.record_name",
             ]
+        );
+    }
+
+    #[test]
+    fn garp_defaults_and_keys() {
+        let c = NodeConfig::from_toml(&example("lab-ctl1.star.toml"), Path::new("c1")).unwrap();
+        let garp = c.floating.unwrap().garp;
+        assert_eq!(garp, Garp::default());
+        assert_eq!(
+            (garp.count, garp.interval, garp.repeat_after),
+            (5, Duration::from_millis(200), Some(Duration::from_secs(5))),
+            "keepalived's and IPaddr2's numbers"
+        );
+        assert_eq!(garp.burst(), Duration::from_millis(800));
+
+        let text = ctl1_with(
+            "method = \"arp\"",
+            "method = \"arp\"\ngarp_count = 3\ngarp_interval_ms = 50\ngarp_repeat_after_ms = 0",
+        );
+        let c = NodeConfig::from_toml(&text, Path::new("c1")).unwrap();
+        assert_eq!(
+            c.floating.unwrap().garp,
+            Garp {
+                count: 3,
+                interval: Duration::from_millis(50),
+                repeat_after: None,
+            }
+        );
+    }
+
+    #[test]
+    fn garp_keys_are_checked() {
+        let with = |keys: &str| {
+            refused(&ctl1_with(
+                "method = \"arp\"",
+                &format!("method = \"arp\"\n{keys}"),
+            ))
+        };
+        assert_eq!(
+            with("garp_count = 0"),
+            vec!["star.toml:29:14: floating.garp_count: must be between 1 and 100"]
+        );
+        assert_eq!(
+            with("garp_interval_ms = 6000"),
+            vec!["star.toml:29:20: floating.garp_interval_ms: must be between 0 and 5000"]
+        );
+        assert_eq!(
+            with("garp_repeat_after_ms = 50"),
+            vec!["star.toml:29:24: floating.garp_repeat_after_ms: must be 0 (no second burst) or between 100 and 600000"]
+        );
+        assert_eq!(
+            with("garp_count = 30\ngarp_interval_ms = 200"),
+            vec!["star.toml:30:20: floating.garp_interval_ms: the first burst, (garp_count - 1) × garp_interval_ms = 5800 ms, must fit in 5000 ms: acquire waits for it, and star-heartbeat waits 15 s for acquire"]
+        );
+        assert_eq!(
+            refused(&ctl1_with(
+                "method = \"arp\"",
+                "method = \"aws-secondary-ip\"\ngarp_count = 3"
+            )),
+            vec!["star.toml:29:14: floating.garp: garp_count, garp_interval_ms and garp_repeat_after_ms apply to method = \"arp\" only: a cloud network does not forward gratuitous ARP"]
+        );
+    }
+
+    #[test]
+    fn the_floating_address_is_nobody_elses() {
+        assert_eq!(
+            refused(&ctl1_with("192.0.2.100/24", "192.0.2.11/24")),
+            vec!["star.toml:27:11: floating.address: 192.0.2.11 is interface eth0's own address: the floating address must be one that no interface has, since release removes it"]
+        );
+        assert_eq!(
+            refused(&ctl1_with("192.0.2.100/24", "192.0.2.255/24")),
+            vec!["star.toml:27:11: floating.address: 192.0.2.255 is the network or broadcast address of 192.0.2.255/24"]
+        );
+        assert_eq!(
+            refused(&ctl1_with("192.0.2.100/24", "224.0.0.18/24")),
+            vec!["star.toml:27:11: floating.address: 224.0.0.18 is not a unicast host address"]
+        );
+        assert_eq!(
+            floating_address_problem("192.0.2.0".parse().unwrap(), 31),
+            None
+        );
+        assert_eq!(
+            floating_address_problem("192.0.2.255".parse().unwrap(), 32),
+            None
+        );
+        assert!(floating_address_problem("192.0.2.0".parse().unwrap(), 24).is_some());
+        assert!(floating_address_problem("::".parse().unwrap(), 64).is_some());
+        assert!(floating_address_problem("ff02::1".parse().unwrap(), 64).is_some());
+        assert_eq!(
+            floating_address_problem("2001:db8::100".parse().unwrap(), 64),
+            None
         );
     }
 

@@ -1,4 +1,5 @@
-//! Links, IPv4 addresses and the default route over rtnetlink, synchronously.
+//! Links, addresses (IPv4, and IPv6 for the floating address) and the default route over
+//! rtnetlink, synchronously.
 //!
 //! One `NETLINK_ROUTE` socket, one request in flight at a time: every change asks for an
 //! acknowledgement and waits for it, every listing is read to `NLMSG_DONE`. Errors are
@@ -11,7 +12,7 @@
 
 use std::fmt;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use netlink_packet_core::{
@@ -21,7 +22,8 @@ use netlink_packet_core::{
     NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REPLACE, NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{
-    AddressAttribute, AddressHeader, AddressMessage, AddressScope, CacheInfo,
+    AddressAttribute, AddressFlags, AddressHeader, AddressHeaderFlags, AddressMessage,
+    AddressScope, CacheInfo,
 };
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkHeader, LinkMessage};
 use netlink_packet_route::route::{
@@ -71,6 +73,20 @@ pub struct LinkInfo {
     /// `None` when the link has no Ethernet-sized hardware address or an all-zero one
     /// (loopback): nothing a DHCP client could use.
     pub mac: Option<[u8; 6]>,
+}
+
+/// One address of either family as the kernel lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressInfo {
+    /// The interface's ifindex.
+    pub index: u32,
+    pub address: IpAddr,
+    pub prefix_len: u8,
+    /// IPv6 duplicate address detection has not finished (`IFA_F_TENTATIVE`): the address
+    /// cannot be used yet.
+    pub tentative: bool,
+    /// IPv6 duplicate address detection found the address in use (`IFA_F_DADFAILED`).
+    pub dad_failed: bool,
 }
 
 /// Why a request failed, before it is put into words with what was being done.
@@ -256,6 +272,74 @@ impl Netlink {
         self.explain(result, index, |name| {
             format!("list IPv4 addresses of {name}")
         })
+    }
+
+    /// Adds an IPv6 address with its prefix length, for ever, without duplicate address
+    /// detection (`IFA_F_NODAD`): a floating address comes to a node because its previous
+    /// holder let go of it, and DAD would keep it unusable for a second or more (keepalived
+    /// adds its IPv6 addresses the same way). Adding one that is there already succeeds.
+    pub fn add_address6(
+        &mut self,
+        index: u32,
+        addr: Ipv6Addr,
+        prefix_len: u8,
+    ) -> Result<(), String> {
+        let result = match address_message6(index, addr, prefix_len) {
+            Ok(mut message) => {
+                message.header.flags = AddressHeaderFlags::Nodad;
+                message
+                    .attributes
+                    .push(AddressAttribute::Flags(AddressFlags::Nodad));
+                let mut cache = CacheInfo::default();
+                cache.ifa_valid = FOREVER;
+                cache.ifa_preferred = FOREVER;
+                message.attributes.push(AddressAttribute::CacheInfo(cache));
+                self.request(
+                    RouteNetlinkMessage::NewAddress(message),
+                    NLM_F_CREATE | NLM_F_REPLACE,
+                )
+            }
+            Err(e) => Err(Failure::Invalid(e)),
+        };
+        let result = match result {
+            Err(Failure::Kernel { errno, .. }) if errno == libc::EEXIST => Ok(Vec::new()),
+            other => other,
+        };
+        self.explain(result, index, |name| {
+            format!("add {addr}/{prefix_len} to {name}")
+        })
+        .map(drop)
+    }
+
+    /// Removes an IPv6 address; one that is not there is an error (`EADDRNOTAVAIL`).
+    pub fn delete_address6(
+        &mut self,
+        index: u32,
+        addr: Ipv6Addr,
+        prefix_len: u8,
+    ) -> Result<(), String> {
+        let result = match address_message6(index, addr, prefix_len) {
+            Ok(message) => self.request(RouteNetlinkMessage::DelAddress(message), 0),
+            Err(e) => Err(Failure::Invalid(e)),
+        };
+        self.explain(result, index, |name| {
+            format!("delete {addr}/{prefix_len} from {name}")
+        })
+        .map(drop)
+    }
+
+    /// Every address of both families on every interface, in the kernel's order.
+    pub fn all_addresses(&mut self) -> Result<Vec<AddressInfo>, String> {
+        let mut request = AddressMessage::default();
+        request.header.family = AddressFamily::Unspec;
+        let replies = self
+            .dump(RouteNetlinkMessage::GetAddress(request))
+            .map_err(|e| format!("list addresses: {e}"))?;
+        Ok(replies
+            .iter()
+            .filter(|r| r.kind == RTM_NEWADDR)
+            .filter_map(|r| parse_address_info(&r.payload))
+            .collect())
     }
 
     /// Points the default route of the main table at `gateway` through that interface,
@@ -473,6 +557,27 @@ fn address_message(index: u32, addr: Ipv4Addr, prefix_len: u8) -> Result<Address
     Ok(message)
 }
 
+/// The message that names one IPv6 address on one interface, for adding or deleting it.
+fn address_message6(index: u32, addr: Ipv6Addr, prefix_len: u8) -> Result<AddressMessage, String> {
+    if prefix_len > 128 {
+        return Err(format!(
+            "prefix length {prefix_len} is out of range (0 to 128)"
+        ));
+    }
+    let mut message = AddressMessage::default();
+    message.header = AddressHeader {
+        family: AddressFamily::Inet6,
+        prefix_len,
+        flags: Default::default(),
+        // The kernel derives an IPv6 address's scope from the address itself.
+        scope: AddressScope::Universe,
+        index,
+    };
+    // IPv6 has no peer addresses: IFA_LOCAL alone names it (iproute2 sends IFA_LOCAL too).
+    message.attributes = vec![AddressAttribute::Local(IpAddr::V6(addr))];
+    Ok(message)
+}
+
 /// The broadcast address of a subnet; none for /31 (RFC 3021) and /32, which have no room
 /// for one.
 fn broadcast(addr: Ipv4Addr, prefix_len: u8) -> Option<Ipv4Addr> {
@@ -628,6 +733,40 @@ fn parse_address(payload: &[u8]) -> Option<(u32, Ipv4Addr, u8)> {
     // IFA_LOCAL is the interface's own address; IFA_ADDRESS is that too except on
     // point-to-point links, where it is the peer's.
     Some((header.index, local.or(address)?, header.prefix_len))
+}
+
+/// An address of either family with its flags. IPv4 addresses are named by IFA_LOCAL
+/// (see `parse_address`); IPv6 ones by IFA_ADDRESS, which the kernel always sends, with
+/// IFA_LOCAL only on point-to-point links.
+fn parse_address_info(payload: &[u8]) -> Option<AddressInfo> {
+    let header = AddressHeader::parse(payload).ok()?;
+    let attributes = decode_attributes(payload.get(header.buffer_len()..)?, |nla| {
+        AddressAttribute::parse(nla).ok()
+    });
+    let mut local = None;
+    let mut address = None;
+    // IFA_FLAGS carries all 32 bits; the header only the first 8.
+    let mut flags = AddressFlags::from_bits_retain(u32::from(header.flags.bits()));
+    for attribute in attributes {
+        match attribute {
+            AddressAttribute::Local(a) => local = Some(a),
+            AddressAttribute::Address(a) => address = Some(a),
+            AddressAttribute::Flags(f) => flags = f,
+            _ => {}
+        }
+    }
+    let address = match header.family {
+        AddressFamily::Inet => local.or(address)?,
+        AddressFamily::Inet6 => address.or(local)?,
+        _ => return None,
+    };
+    Some(AddressInfo {
+        index: header.index,
+        address,
+        prefix_len: header.prefix_len,
+        tentative: flags.contains(AddressFlags::Tentative),
+        dad_failed: flags.contains(AddressFlags::Dadfailed),
+    })
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -863,6 +1002,48 @@ mod tests {
         );
         message.header.family = AddressFamily::Inet6;
         assert_eq!(parse_address(&emit(&message)), None);
+    }
+
+    #[test]
+    fn addresses_of_both_families_with_their_flags() {
+        let v4 = address_message(4, Ipv4Addr::new(192, 0, 2, 100), 24).unwrap();
+        assert_eq!(
+            parse_address_info(&emit(&v4)),
+            Some(AddressInfo {
+                index: 4,
+                address: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 100)),
+                prefix_len: 24,
+                tentative: false,
+                dad_failed: false,
+            })
+        );
+
+        let a: Ipv6Addr = "2001:db8::100".parse().unwrap();
+        let mut v6 = address_message6(5, a, 64).unwrap();
+        // What the kernel sends back: IFA_ADDRESS, and the flags in both places.
+        v6.attributes = vec![
+            AddressAttribute::Address(IpAddr::V6(a)),
+            AddressAttribute::Flags(AddressFlags::Tentative | AddressFlags::Permanent),
+        ];
+        v6.header.flags = AddressHeaderFlags::Tentative;
+        let info = parse_address_info(&emit(&v6)).unwrap();
+        assert_eq!(
+            (info.index, info.address, info.prefix_len),
+            (5, IpAddr::V6(a), 64)
+        );
+        assert!(info.tentative && !info.dad_failed, "{info:?}");
+
+        // Only the header's flags (a kernel before 3.14 sends no IFA_FLAGS).
+        v6.attributes = vec![AddressAttribute::Address(IpAddr::V6(a))];
+        v6.header.flags = AddressHeaderFlags::Dadfailed;
+        let info = parse_address_info(&emit(&v6)).unwrap();
+        assert!(!info.tentative && info.dad_failed, "{info:?}");
+
+        let err = address_message6(5, a, 129).unwrap_err();
+        assert_eq!(err, "prefix length 129 is out of range (0 to 128)");
+        let mut other = v4;
+        other.header.family = AddressFamily::Packet;
+        assert_eq!(parse_address_info(&emit(&other)), None);
     }
 
     fn route(table: u8, attributes: Vec<RouteAttribute>) -> RouteMessage {

@@ -13,7 +13,7 @@
 //! stay inside the namespace.
 
 use std::fs::File;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -316,6 +316,75 @@ fn addresses_are_added_refreshed_listed_and_deleted() {
         &err,
         "add 192.0.2.11/24 to interface #9999: No such device (ENODEV)",
     );
+}
+
+#[test]
+fn ipv6_addresses_are_added_without_dad_listed_and_deleted() {
+    let ns = Namespace::new("addr6");
+    let mut nl = ns.netlink();
+    let veth0 = ns.index("veth0");
+    let veth1 = ns.index("veth1");
+    nl.set_up(veth0).expect("set_up veth0");
+    nl.set_up(veth1).expect("set_up veth1");
+    let v4 = Ipv4Addr::new(192, 0, 2, 11);
+    nl.add_address(veth0, v4, 24, None).expect("add IPv4");
+
+    let a: Ipv6Addr = "2001:db8::100".parse().unwrap();
+    nl.add_address6(veth0, a, 64).expect("add IPv6");
+    let inet6: Vec<Value> = ns.json(&["addr", "show", "dev", "veth0"])[0]["addr_info"]
+        .as_array()
+        .expect("addr_info")
+        .iter()
+        .filter(|x| x["local"] == "2001:db8::100")
+        .cloned()
+        .collect();
+    assert_eq!(inet6.len(), 1, "{inet6:?}");
+    assert_eq!(inet6[0]["prefixlen"], 64);
+    // Usable at once: no duplicate address detection, so never tentative.
+    assert_eq!(inet6[0]["nodad"], true, "{inet6:?}");
+    assert!(inet6[0].get("tentative").is_none(), "{inet6:?}");
+    assert_eq!(inet6[0]["valid_life_time"], u64::from(u32::MAX), "forever");
+
+    // Adding it again is no error and no second copy.
+    nl.add_address6(veth0, a, 64).expect("add again");
+    let all = nl.all_addresses().expect("all addresses");
+    let ours: Vec<_> = all.iter().filter(|x| x.address == IpAddr::V6(a)).collect();
+    assert_eq!(ours.len(), 1, "{all:?}");
+    assert_eq!((ours[0].index, ours[0].prefix_len), (veth0, 64));
+    assert!(!ours[0].tentative && !ours[0].dad_failed, "{ours:?}");
+    assert!(
+        all.iter()
+            .any(|x| x.index == veth0 && x.address == IpAddr::V4(v4) && x.prefix_len == 24),
+        "both families are listed: {all:?}"
+    );
+    assert!(
+        all.iter().any(|x| x.index == veth1),
+        "every interface is listed (veth1's link-local address): {all:?}"
+    );
+
+    nl.delete_address6(veth0, a, 64).expect("delete");
+    let all = nl.all_addresses().expect("all addresses");
+    assert!(!all.iter().any(|x| x.address == IpAddr::V6(a)), "{all:?}");
+    let err = nl.delete_address6(veth0, a, 64).unwrap_err();
+    assert_starts_with(
+        &err,
+        "delete 2001:db8::100/64 from veth0: Cannot assign requested address (EADDRNOTAVAIL)",
+    );
+
+    // With IPv6 off on the interface the kernel refuses, and says why.
+    run(&[
+        "ip",
+        "netns",
+        "exec",
+        &ns.name,
+        "sysctl",
+        "-q",
+        "-w",
+        "net.ipv6.conf.veth1.disable_ipv6=1",
+    ]);
+    let err = nl.add_address6(veth1, a, 64).unwrap_err();
+    assert_starts_with(&err, "add 2001:db8::100/64 to veth1: ");
+    assert!(err.contains("IPv6 is disabled"), "{err}");
 }
 
 #[test]
