@@ -108,7 +108,9 @@ measure() {
   echo "LUN: the star-lun-data1 partition (32 MiB) of one 256 MiB shared disk file (virtio-blk, cache=none)"
 } > "$out"
 
-start_vm star "$boot/initrd.img" "" \
+# One controller given the array by hand (star target promote --disk above): the role
+# authority is masked so that nothing else decides.
+start_vm star "$boot/initrd.img" "star.mask=heartbeat" \
   -drive "file=$work/image/star-qemu.raw,format=raw,snapshot=on,if=virtio"
 wait_log "$work/star.log" "star-target: exporting" 240
 measure "STAR (star-target)" "iscsi://127.0.0.1:$port/iqn.2026-11.org.star-array:star-test/1"

@@ -389,6 +389,17 @@ fn add_initramfs_files(
         file("bin/star-net", 0o755, read(&bins.join("star-net"))?),
         file("bin/star-time", 0o755, read(&bins.join("star-time"))?),
         file("bin/star-target", 0o755, read(&bins.join("star-target"))?),
+        file(
+            "bin/star-heartbeat",
+            0o755,
+            read(&bins.join("star-heartbeat"))?,
+        ),
+        file("bin/star-witness", 0o755, read(&bins.join("star-witness"))?),
+        file(
+            "bin/star-takeover",
+            0o755,
+            read(&bins.join("star-takeover"))?,
+        ),
         // The kernel's orderly_poweroff and people's habits both call these.
         link("sbin/poweroff", "/bin/star"),
         link("sbin/reboot", "/bin/star"),
@@ -491,6 +502,12 @@ pub fn build_static_binaries(root: &Path) -> Result<PathBuf, String> {
             "star-time",
             "-p",
             "star-target",
+            "-p",
+            "star-heartbeat",
+            "-p",
+            "star-witness",
+            "-p",
+            "star-takeover",
         ])
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
         .current_dir(root)

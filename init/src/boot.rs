@@ -93,7 +93,7 @@ fn boot_and_supervise(
         error!("{failure}");
     }
     for unknown in &opts.unknown {
-        warn!("unknown kernel option {unknown} (known: star.rescue, star.config=, star.hostname=, star.debug)");
+        warn!("unknown kernel option {unknown} (known: star.rescue, star.config=, star.hostname=, star.debug, star.mask=)");
     }
     if !container {
         // Ctrl-Alt-Del then arrives as SIGINT (an orderly reboot) instead of an instant one.
@@ -171,6 +171,12 @@ fn boot_and_supervise(
             return (ShutdownKind::Reboot, None);
         }
     };
+    for name in &opts.mask {
+        match rt.mask(name) {
+            Ok(()) => warn!("star.mask: {name} will not be started"),
+            Err(e) => warn!("star.mask={name}: {e}"),
+        }
+    }
     rt.run();
     let outcome = rt.finish(grace);
     (outcome.kind, outcome.watchdog)

@@ -6,6 +6,7 @@
 //! | `star.config=PATH` | the services file (default /etc/star/init.toml)               |
 //! | `star.hostname=H`  | the host name, over the services file's                       |
 //! | `star.debug`       | log init's own debug messages on the console                  |
+//! | `star.mask=A,B`    | do not start these services (they count as finished)          |
 //!
 //! A flag may also be written `star.rescue=1` (or `=0`/`=no` to switch it off). Options
 //! with dots are not passed to init as arguments or environment by the kernel, which is
@@ -19,6 +20,9 @@ pub struct KernelOptions {
     pub config: Option<PathBuf>,
     pub hostname: Option<String>,
     pub debug: bool,
+    /// Services not to start: a controller kept from taking part while it is repaired, or
+    /// a test that drives star-target by hand.
+    pub mask: Vec<String>,
     /// `star.*` options this init does not know, so they can be reported (not obeyed).
     pub unknown: Vec<String>,
 }
@@ -72,6 +76,9 @@ pub fn parse(cmdline: &str) -> KernelOptions {
             ("star.debug", v) => opts.debug = flag(v.as_deref()),
             ("star.config", Some(v)) if !v.is_empty() => opts.config = Some(PathBuf::from(v)),
             ("star.hostname", Some(v)) if !v.is_empty() => opts.hostname = Some(v),
+            ("star.mask", Some(v)) if !v.is_empty() => opts
+                .mask
+                .extend(v.split(',').filter(|n| !n.is_empty()).map(String::from)),
             _ => opts.unknown.push(word),
         }
     }
@@ -86,8 +93,9 @@ mod tests {
     fn reads_star_options_among_others() {
         let o = parse(
             "BOOT_IMAGE=/vmlinuz console=ttyS0,115200 star.rescue quiet star.config=/etc/x.toml \
-             star.hostname=ctl2 star.debug=0\n",
+             star.hostname=ctl2 star.debug=0 star.mask=heartbeat,takeover star.mask=witness\n",
         );
+        assert_eq!(o.mask, vec!["heartbeat", "takeover", "witness"]);
         assert!(o.rescue);
         assert!(!o.debug);
         assert_eq!(o.config, Some(PathBuf::from("/etc/x.toml")));

@@ -25,6 +25,9 @@ pub struct NotifyMessage {
     pub watchdog: bool,
     /// WATCHDOG=trigger: the service asks to be treated as if its watchdog had fired.
     pub watchdog_trigger: bool,
+    /// WATCHDOG_USEC=N: the service sets its own watchdog timeout (and re-arms it), as
+    /// star-heartbeat does from the cluster's watchdog_sec. 0 is ignored.
+    pub watchdog_usec: Option<u64>,
     pub status: Option<String>,
     pub main_pid: Option<i32>,
     pub errno: Option<i32>,
@@ -43,6 +46,12 @@ impl NotifyMessage {
                 b"STOPPING" => msg.stopping = value == b"1",
                 b"WATCHDOG" if value == b"1" => msg.watchdog = true,
                 b"WATCHDOG" if value == b"trigger" => msg.watchdog_trigger = true,
+                b"WATCHDOG_USEC" => {
+                    msg.watchdog_usec = std::str::from_utf8(value)
+                        .ok()
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .filter(|&us| us > 0)
+                }
                 b"STATUS" => msg.status = Some(String::from_utf8_lossy(value).into_owned()),
                 b"MAINPID" => {
                     msg.main_pid = std::str::from_utf8(value)
@@ -193,6 +202,15 @@ mod tests {
         assert_eq!(m.status.as_deref(), Some("serving 3 LUNs"));
         assert_eq!(m.main_pid, Some(4242));
         let t = NotifyMessage::parse(b"WATCHDOG=trigger");
+        assert_eq!(
+            NotifyMessage::parse(b"WATCHDOG_USEC=1500000\nWATCHDOG=1").watchdog_usec,
+            Some(1_500_000)
+        );
+        assert_eq!(NotifyMessage::parse(b"WATCHDOG_USEC=0").watchdog_usec, None);
+        assert_eq!(
+            NotifyMessage::parse(b"WATCHDOG_USEC=soon").watchdog_usec,
+            None
+        );
         assert!(t.watchdog_trigger && !t.watchdog);
     }
 

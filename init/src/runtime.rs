@@ -252,6 +252,11 @@ impl Runtime {
         })
     }
 
+    /// Keeps a service from being started (see [`Supervisor::mask`]).
+    pub fn mask(&mut self, name: &str) -> Result<(), String> {
+        self.sup.mask(name)
+    }
+
     /// Runs until a shutdown has stopped every service.
     pub fn run(&mut self) -> ShutdownKind {
         info!(
@@ -728,6 +733,50 @@ impl Runtime {
                 .sup
                 .restart(&name, now)
                 .map(|a| (a, format!("restarting {name}"))),
+            Request::HardwareWatchdog { timeout_sec } => {
+                let Some(wd) = &mut self.watchdog else {
+                    return Reply::Error {
+                        message: "no hardware watchdog: none in the services file, or it \
+                                  could not be opened at boot (see the console)"
+                            .into(),
+                    };
+                };
+                if timeout_sec == 0 || Duration::from_secs(timeout_sec) > wd.ceiling() {
+                    return Reply::Error {
+                        message: format!(
+                            "hardware watchdog {}: {timeout_sec} s refused: between 1 s and \
+                             the services file's {} s; it keeps {} s",
+                            wd.path().display(),
+                            wd.ceiling().as_secs(),
+                            wd.timeout().as_secs()
+                        ),
+                    };
+                }
+                return match wd.shorten(Duration::from_secs(timeout_sec), now) {
+                    Ok(t) => {
+                        let message = format!(
+                            "hardware watchdog {}: timeout {} s, fed every {:.1} s",
+                            wd.path().display(),
+                            t.as_secs(),
+                            t.as_secs_f64() / 3.0
+                        );
+                        info!("{message}");
+                        if t.as_secs() > timeout_sec {
+                            Reply::Error {
+                                message: format!(
+                                    "{message}: asked for {timeout_sec} s, the device \
+                                     cannot go that low"
+                                ),
+                            }
+                        } else {
+                            Reply::Done { message }
+                        }
+                    }
+                    Err(e) => Reply::Error {
+                        message: e.to_string(),
+                    },
+                };
+            }
             Request::Reboot | Request::Poweroff => {
                 let kind = match (self.mode, req == Request::Reboot) {
                     (Mode::Plain, _) => ShutdownKind::Exit,

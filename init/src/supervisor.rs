@@ -90,6 +90,10 @@ struct Unit {
     detail: Option<String>,
     restart_at: Option<Instant>,
     watchdog_at: Option<Instant>,
+    /// Set by the service itself with WATCHDOG_USEC=, for the life of this process.
+    watchdog_override: Option<Duration>,
+    /// `star.mask=` on the kernel command line: never started, and counts as finished.
+    masked: bool,
     ready_deadline: Option<Instant>,
     kill_at: Option<Instant>,
     stop_reason: Option<StopReason>,
@@ -114,6 +118,8 @@ impl Unit {
             detail: None,
             restart_at: None,
             watchdog_at: None,
+            watchdog_override: None,
+            masked: false,
             ready_deadline: None,
             kill_at: None,
             stop_reason: None,
@@ -122,6 +128,11 @@ impl Unit {
 
     fn alive(&self) -> bool {
         self.pid.is_some()
+    }
+
+    /// The service watchdog in force: the service's own WATCHDOG_USEC= over the file's.
+    fn watchdog(&self) -> Option<Duration> {
+        self.watchdog_override.or(self.spec.watchdog)
     }
 
     fn satisfies_dependents(&self) -> bool {
@@ -202,9 +213,21 @@ impl Supervisor {
         self.announced_ready
     }
 
-    /// Begin: every service is wanted.
+    /// Keeps a service from starting at all (`star.mask=` on the kernel command line): it
+    /// stays stopped, counts as finished for the services after it, and `star start` can
+    /// still start it by hand. Call before [`Supervisor::start_all`].
+    pub fn mask(&mut self, name: &str) -> Result<(), String> {
+        let unit = self.lookup(name)?;
+        let u = &mut self.units[unit];
+        u.masked = true;
+        u.finished_ok = true;
+        u.detail = Some("masked (star.mask= on the kernel command line)".into());
+        Ok(())
+    }
+
+    /// Begin: every service that is not masked is wanted.
     pub fn start_all(&mut self, now: Instant) -> Vec<Action> {
-        for u in &mut self.units {
+        for u in self.units.iter_mut().filter(|u| !u.masked) {
             u.wanted = true;
             u.state = ServiceState::Waiting;
         }
@@ -222,6 +245,7 @@ impl Supervisor {
         u.status_text = None;
         u.detail = None;
         u.starts.push_back(now);
+        u.watchdog_override = None;
         u.watchdog_at = u.spec.watchdog.map(|w| now + w);
         let mut actions = Vec::new();
         if u.spec.notify {
@@ -323,8 +347,12 @@ impl Supervisor {
         if let Some(pid) = msg.main_pid {
             u.pid = Some(pid);
         }
+        if let Some(us) = msg.watchdog_usec {
+            u.watchdog_override = Some(Duration::from_micros(us));
+            u.watchdog_at = Some(now + Duration::from_micros(us));
+        }
         if msg.watchdog {
-            u.watchdog_at = u.spec.watchdog.map(|w| now + w);
+            u.watchdog_at = u.watchdog().map(|w| now + w);
         }
         if msg.watchdog_trigger {
             self.watchdog_starved(
@@ -370,7 +398,7 @@ impl Supervisor {
                 }
             }
             if u.watchdog_at.is_some_and(|t| t <= now) {
-                let limit = u.spec.watchdog.unwrap_or_default();
+                let limit = u.watchdog().unwrap_or_default();
                 let why = format!("no WATCHDOG=1 for {:.1} s", limit.as_secs_f64());
                 self.watchdog_starved(unit, &why, now, &mut actions);
             }
@@ -684,7 +712,9 @@ impl Supervisor {
                 .units
                 .iter()
                 .filter(|u| u.spec.notify)
-                .all(|u| u.ready_once)
+                // A masked service, or one that finished cleanly before it was ever ready
+                // (star-heartbeat on the witness), is not waited for.
+                .all(|u| u.ready_once || u.finished_ok)
         {
             self.announced_ready = true;
             actions.push(Action::ApplianceReady);
@@ -968,6 +998,80 @@ mod tests {
             .iter()
             .any(|a| matches!(a, Action::CriticalFailure { unit: 0, .. })));
         assert!(!sup.healthy());
+    }
+
+    #[test]
+    fn a_service_can_shorten_its_own_watchdog() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut hb = svc("heartbeat", &[]);
+        hb.watchdog = Some(Duration::from_secs(30));
+        hb.critical = true;
+        let mut sup = Supervisor::new(vec![hb]);
+        sup.start_all(t0);
+        sup.spawned(0, 7, t0);
+        let shorten = NotifyMessage {
+            watchdog_usec: Some(1_000_000),
+            ..Default::default()
+        };
+        sup.notify(0, &shorten, t0);
+        let pet = NotifyMessage {
+            watchdog: true,
+            ..Default::default()
+        };
+        sup.notify(0, &pet, t0 + ms(500));
+        assert!(sup.tick(t0 + ms(1400)).is_empty(), "fed 0.9 s ago");
+        let acts = sup.tick(t0 + ms(1600));
+        assert!(
+            acts.iter()
+                .any(|a| matches!(a, Action::CriticalFailure { unit: 0, .. })),
+            "1.1 s without a feed starves a 1 s watchdog, whatever the file said: {acts:?}"
+        );
+    }
+
+    #[test]
+    fn a_masked_service_never_starts_and_does_not_hold_anything_up() {
+        let t0 = Instant::now();
+        let mut hb = svc("heartbeat", &[]);
+        hb.notify = true;
+        let mut after = svc("after-heartbeat", &["heartbeat"]);
+        after.notify = true;
+        let mut sup = Supervisor::new(vec![hb, after]);
+        sup.mask("heartbeat").unwrap();
+        assert!(sup
+            .mask("heartbaet")
+            .unwrap_err()
+            .contains("no service named"));
+        let acts = sup.start_all(t0);
+        assert_eq!(spawns(&acts), vec![1], "only the service after it starts");
+        sup.spawned(1, 8, t0);
+        let acts = sup.notify(1, &ready(), t0);
+        assert!(acts.contains(&Action::ApplianceReady), "{acts:?}");
+        assert_eq!(sup.state(0), ServiceState::Stopped);
+        assert!(sup.info(t0)[0]
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("masked"));
+        let acts = sup.start("heartbeat", t0).unwrap();
+        assert_eq!(spawns(&acts), vec![0], "star start still starts it by hand");
+    }
+
+    #[test]
+    fn a_clean_exit_before_ready_does_not_hold_up_appliance_ready() {
+        let t0 = Instant::now();
+        let mut witness_only = svc("witness", &[]);
+        witness_only.notify = true;
+        witness_only.restart = RestartPolicy::OnFailure;
+        let mut target = svc("target", &[]);
+        target.notify = true;
+        let mut sup = Supervisor::new(vec![witness_only, target]);
+        sup.start_all(t0);
+        sup.spawned(0, 7, t0);
+        sup.spawned(1, 8, t0);
+        sup.notify(1, &ready(), t0);
+        let acts = sup.exited(7, ExitInfo::Exited { code: 0 }, t0);
+        assert!(acts.contains(&Action::ApplianceReady), "{acts:?}");
     }
 
     #[test]

@@ -573,3 +573,69 @@ stop_timeout_sec = 60
     assert_eq!(status.code(), Some(0));
     assert!(out.contains("py: stopped (killed by SIGTERM)"), "{out}");
 }
+
+#[test]
+fn a_service_shortens_its_own_watchdog_and_the_hardware_one() {
+    let dir = scratch("hwwd-shorten");
+    let fifo = dir.join("watchdog");
+    nix_mkfifo(&fifo);
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut f = std::fs::File::open(&fifo).unwrap();
+            let mut buf = [0u8; 64];
+            while matches!(f.read(&mut buf), Ok(n) if n > 0) {}
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // The file gives both 30 s; the service asks for 1 s of its own and never feeds.
+    let mut r = Running::start_with(
+        "hwwd-shorten",
+        &format!(
+            "[watchdog]\ndevice = \"{}\"\ntimeout_sec = 30\n",
+            fifo.display()
+        ),
+        r#"
+[[service]]
+name = "heartbeat"
+exec = ["sh", "-c", "sleep 1; systemd-notify --ready WATCHDOG_USEC=2000000; exec sleep 1000"]
+notify = true
+watchdog_sec = 30
+critical = true
+"#,
+    );
+    match r.request(Request::HardwareWatchdog { timeout_sec: 3 }) {
+        Reply::Done { message } => assert!(
+            message.ends_with(": timeout 3 s, fed every 1.0 s"),
+            "{message}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    // Longer than the file allows, or zero: refused, and the 3 s stays.
+    for bad in [60, 0] {
+        match r.request(Request::HardwareWatchdog { timeout_sec: bad }) {
+            Reply::Error { message } => assert!(
+                message.contains(&format!(
+                    "{bad} s refused: between 1 s and the services file's 30 s; it keeps 3 s"
+                )),
+                "{message}"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+    r.wait_for_output("star: appliance ready");
+    let ready = std::time::Instant::now();
+    let status = r.wait_exit();
+    let out = r.output();
+    assert_eq!(status.code(), Some(3), "{out}");
+    assert!(
+        out.contains("critical service heartbeat starved its watchdog"),
+        "{out}"
+    );
+    assert!(
+        ready.elapsed() < std::time::Duration::from_secs(20),
+        "starved on its own 2 s watchdog, not the file's 30 s"
+    );
+    reader.join().unwrap();
+}

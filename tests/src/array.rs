@@ -54,13 +54,19 @@ pub fn free_port() -> u16 {
 
 /// Controller `node` of the test array, booted directly (kernel and initramfs) with its
 /// boot disk, the shared disk, and its portal forwarded to 127.0.0.1:`port`; returned
-/// once star-target exports.
+/// once star-target exports. These tests give the ownership record to a controller
+/// themselves (`star target promote --disk`), so the role authority is masked.
 pub fn controller(node: u8, shared: &Path, port: u16, dir: &Path) -> Vm {
+    controller_with(node, shared, port, dir, "star.mask=heartbeat")
+}
+
+/// As [`controller`], with `extra` on the kernel command line instead of the mask.
+pub fn controller_with(node: u8, shared: &Path, port: u16, dir: &Path, extra: &str) -> Vm {
     let out = image("qemu", Some(&config()));
     let extra = if node == 1 {
-        String::new()
+        extra.to_string()
     } else {
-        format!("star.node.name=ctl{node} star.node.id={node}")
+        format!("{extra} star.node.name=ctl{node} star.node.id={node}")
     };
     let mut args = direct_args(&out.join("boot"), &extra);
     args.extend(disk_args(&out.join("star-qemu.raw"), "raw", "virtio"));
@@ -76,6 +82,28 @@ pub fn controller(node: u8, shared: &Path, port: u16, dir: &Path) -> Vm {
     let mut vm = Vm::start(args, &dir);
     vm.wait_for("star: appliance ready", BOOT_LIMIT);
     vm.wait_for("star-target: exporting", BOOT_LIMIT);
+    vm
+}
+
+/// The test array's witness, booted from the image with role witness; the host's
+/// 127.0.0.1:`port` is forwarded to its port 7400, and the controllers reach it as
+/// http://10.0.2.2:`port` (the host, as QEMU's user network shows it to them).
+pub fn witness(port: u16, dir: &Path) -> Vm {
+    let out = image(
+        "qemu",
+        Some(&root().join("tests/configs/witness.star.toml")),
+    );
+    let mut args = direct_args(&out.join("boot"), "");
+    args.extend(disk_args(&out.join("star-qemu.raw"), "raw", "virtio"));
+    args.extend([
+        "-nic".to_string(),
+        format!("user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:{port}-:7400"),
+    ]);
+    let dir = dir.join("witness");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut vm = Vm::start(args, &dir);
+    vm.wait_for("star: appliance ready", BOOT_LIMIT);
+    vm.wait_for("star-witness: listening on 0.0.0.0:7400", BOOT_LIMIT);
     vm
 }
 
@@ -115,4 +143,44 @@ pub fn one_controller(dir: &Path) -> (Vm, PathBuf, u16) {
     let port = free_port();
     let vm = controller(1, &shared, port, dir);
     (vm, shared, port)
+}
+
+/// Runs tests/iscsi-probe.py (`read`, `write`, `rtpg`, `vpd80`, `vpd83`) against LUN `lun`
+/// through `port`; returns its JSON answer.
+pub fn probe(what: &str, port: u16, lun: u16, initiator: &str) -> serde_json::Value {
+    let script = root().join("tests/iscsi-probe.py");
+    let o = std::process::Command::new("python3")
+        .arg(script)
+        .args(["--initiator", initiator, what, &url(port, lun)])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+        panic!(
+            "iscsi-probe {what}: {e}: {text}{}",
+            String::from_utf8_lossy(&o.stderr)
+        )
+    })
+}
+
+/// Waits until REPORT TARGET PORT GROUPS through `port` shows `states` for groups 1 and 2.
+pub fn wait_for_alua(port: u16, states: [u64; 2], limit: Duration) -> serde_json::Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let r = probe("rtpg", port, 0, TESTER);
+        let groups = r["groups"].as_array().cloned().unwrap_or_default();
+        let state = |id: u64| {
+            groups
+                .iter()
+                .find(|g| g["id"] == id)
+                .and_then(|g| g["state"].as_u64())
+        };
+        if state(1) == Some(states[0]) && state(2) == Some(states[1]) {
+            return r;
+        }
+        if Instant::now() >= deadline {
+            panic!("RTPG through port {port}: wanted {states:?}, got {r}");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }

@@ -8,48 +8,11 @@
 //! service's writes.
 
 use star_lab::array::{
-    controller, free_port, one_controller, shared_disk, star, until_ok, url, TARGET_IQN, TESTER,
+    controller, free_port, one_controller, probe, shared_disk, star, until_ok, url, wait_for_alua,
+    TARGET_IQN, TESTER,
 };
-use star_lab::{root, run, scratch};
-use std::time::{Duration, Instant};
-
-fn probe(what: &str, port: u16, lun: u16, initiator: &str) -> serde_json::Value {
-    let script = root().join("tests/iscsi-probe.py");
-    let o = std::process::Command::new("python3")
-        .arg(script)
-        .args(["--initiator", initiator, what, &url(port, lun)])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&o.stdout);
-    serde_json::from_str(text.trim()).unwrap_or_else(|e| {
-        panic!(
-            "iscsi-probe {what}: {e}: {text}{}",
-            String::from_utf8_lossy(&o.stderr)
-        )
-    })
-}
-
-/// Waits until REPORT TARGET PORT GROUPS through `port` shows `states` for groups 1 and 2.
-fn wait_for_alua(port: u16, states: [u64; 2], limit: Duration) -> serde_json::Value {
-    let deadline = Instant::now() + limit;
-    loop {
-        let r = probe("rtpg", port, 0, TESTER);
-        let groups = r["groups"].as_array().cloned().unwrap_or_default();
-        let state = |id: u64| {
-            groups
-                .iter()
-                .find(|g| g["id"] == id)
-                .and_then(|g| g["state"].as_u64())
-        };
-        if state(1) == Some(states[0]) && state(2) == Some(states[1]) {
-            return r;
-        }
-        if Instant::now() >= deadline {
-            panic!("RTPG through port {port}: wanted {states:?}, got {r}");
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
+use star_lab::{run, scratch};
+use std::time::Duration;
 
 #[test]
 fn one_controller_exports_its_luns_with_acls_and_chap() {

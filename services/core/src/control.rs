@@ -8,6 +8,8 @@
 //! → {"cmd":"restart","name":"target"}
 //! ← {"reply":"done","message":"restarting target"}
 //! ← {"reply":"error","message":"no service named \"targte\" (services: heartbeat, target)"}
+//! → {"cmd":"hardware-watchdog","timeout_sec":1}
+//! ← {"reply":"done","message":"hardware watchdog /dev/watchdog: timeout 1 s, fed every 0.3 s"}
 //! ```
 //!
 //! Anything that can speak a Unix stream socket can use it (`socat`, Python); `star` is the
@@ -44,6 +46,12 @@ pub enum Request {
     },
     Reboot,
     Poweroff,
+    /// Shorten the hardware watchdog's timeout: star-heartbeat asks for the cluster's
+    /// watchdog_sec, which its peer's takeover wait is computed from. Never lengthens it
+    /// past the services file's value; the reply says what the device now has.
+    HardwareWatchdog {
+        timeout_sec: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -257,6 +265,10 @@ mod tests {
         assert_eq!(
             parse_request(br#"{"cmd":"services"}"#).unwrap(),
             Request::Services
+        );
+        assert_eq!(
+            parse_request(br#"{"cmd":"hardware-watchdog","timeout_sec":12}"#).unwrap(),
+            Request::HardwareWatchdog { timeout_sec: 12 }
         );
     }
 

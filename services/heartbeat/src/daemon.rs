@@ -41,17 +41,19 @@ pub const HEARTBEAT_PORT: u16 = 7401;
 pub const USAGE: &str = "\
 usage: star-heartbeat [--config FILE] [--disk PATH] [--listen ADDR:PORT] [--peer ADDR:PORT]
                       [--socket PATH] [--target-socket PATH] [--takeover-socket PATH]
-                      [--disk-fault FILE]
+                      [--init-socket PATH] [--disk-fault FILE]
 
 The authority on roles: heartbeats on the shared disk and over the interconnect, the
 witness, and the orders to star-target and star-takeover. See docs/heartbeat.md.
   --config           star.toml (default /run/star/star.toml)
   --disk             the shared disk (default: the disk with a STAR-META partition)
   --listen           UDP address for heartbeats (default: the interconnect address, port 7401)
-  --peer             the peer's heartbeat address (required: star.toml does not name it)
+  --peer             the peer's heartbeat address (default: the one its disk slot gives)
   --socket           control socket (default /run/star/heartbeat.sock)
   --target-socket    star-target's socket (default /run/star/target.sock)
   --takeover-socket  star-takeover's socket (default /run/star/takeover.sock)
+  --init-socket      star-init's control socket, to set the hardware watchdog to
+                     watchdog_sec (default /run/star/init.sock; absent: not under star-init)
   --disk-fault       fault injection for the fault suite: FILE holds ok, fail or stall";
 
 #[derive(Debug, Clone)]
@@ -63,6 +65,7 @@ pub struct Options {
     pub socket: PathBuf,
     pub target_socket: PathBuf,
     pub takeover_socket: PathBuf,
+    pub init_socket: PathBuf,
     pub disk_fault: Option<PathBuf>,
 }
 
@@ -76,6 +79,7 @@ impl Options {
             socket: "/run/star/heartbeat.sock".into(),
             target_socket: "/run/star/target.sock".into(),
             takeover_socket: "/run/star/takeover.sock".into(),
+            init_socket: star_core::init_config::DEFAULT_CONTROL_SOCKET.into(),
             disk_fault: None,
         };
         let mut args = args.into_iter();
@@ -93,6 +97,7 @@ impl Options {
                 "--socket" => o.socket = value()?.into(),
                 "--target-socket" => o.target_socket = value()?.into(),
                 "--takeover-socket" => o.takeover_socket = value()?.into(),
+                "--init-socket" => o.init_socket = value()?.into(),
                 "--disk-fault" => o.disk_fault = Some(value()?.into()),
                 other => return Err(format!("unknown argument {other:?}")),
             }
@@ -140,13 +145,15 @@ struct Resolved {
     node: NodeConfig,
     disk: PathBuf,
     listen: SocketAddr,
-    peer: SocketAddr,
+    /// Written into our slot for the peer; None when we cannot tell our own address.
+    advertise: Option<SocketAddr>,
+    /// From --peer; otherwise learned from the peer's slot.
+    peer: Option<SocketAddr>,
     witness_url: Option<String>,
 }
 
-fn resolve(o: &Options) -> Result<Resolved, String> {
-    let node = NodeConfig::load(&o.config).map_err(|e| e.to_string())?;
-    if node.node.role != NodeRole::Controller || !(1..=2).contains(&node.node.id) {
+fn resolve(o: &Options, node: NodeConfig) -> Result<Resolved, String> {
+    if !(1..=2).contains(&node.node.id) {
         return Err(format!(
             "{}: star-heartbeat runs on controllers 1 and 2, this is node {}",
             o.config.display(),
@@ -155,21 +162,24 @@ fn resolve(o: &Options) -> Result<Resolved, String> {
     }
     let disk = match &o.disk {
         Some(d) => d.clone(),
-        None => star_disk::locate::shared_disk(Path::new("/sys"), Path::new("/dev")).ok_or(
-            "no disk with a STAR-META partition: is the shared disk attached and initialized? \
-             (or pass --disk)",
-        )?,
+        None => wait_for_shared_disk(node.timeouts.heartbeat_interval),
     };
+    let interconnect = node.interface(Purpose::Interconnect);
     let listen = match o.listen {
         Some(a) => a,
-        None => match node.interface(Purpose::Interconnect).map(|i| &i.addressing) {
+        None => match interconnect.map(|i| &i.addressing) {
             Some(Addressing::Static { address, .. }) => SocketAddr::new(*address, HEARTBEAT_PORT),
             _ => SocketAddr::new(IpAddr::from([0, 0, 0, 0]), HEARTBEAT_PORT),
         },
     };
-    let peer = o.peer.ok_or(
-        "star.toml does not name the peer's interconnect address yet: pass --peer ADDR:PORT",
-    )?;
+    // A DHCP interconnect has no address in star.toml: the kernel knows the one it got.
+    let advertise = if listen.ip().is_unspecified() {
+        interconnect
+            .and_then(|i| interface_address(&i.name))
+            .map(|ip| SocketAddr::new(ip, listen.port()))
+    } else {
+        Some(listen)
+    };
     let witness_url = node.witness.as_ref().map(|w| {
         if w.host.contains(':') {
             format!("http://[{}]:{}", w.host, w.port)
@@ -181,21 +191,110 @@ fn resolve(o: &Options) -> Result<Resolved, String> {
         node,
         disk,
         listen,
-        peer,
+        advertise,
+        peer: o.peer,
         witness_url,
     })
 }
 
+/// The shared disk, once one with a STAR-META partition is attached. A controller
+/// without it has nothing to guard: it says so, counts as ready (the rest of the
+/// appliance is usable, `star disk init` among it) and keeps its watchdog fed.
+fn wait_for_shared_disk(interval: Duration) -> PathBuf {
+    let mut said = false;
+    loop {
+        if let Some(d) = star_disk::locate::shared_disk(Path::new("/sys"), Path::new("/dev")) {
+            if said {
+                log(&format!("shared disk {} attached", d.display()));
+            }
+            return d;
+        }
+        if !said {
+            said = true;
+            let why = "waiting for the shared disk: no disk with a STAR-META partition \
+                       (attach it, or initialize it with `star disk init`)";
+            log(why);
+            let _ = sd_notify::notify(&[
+                sd_notify::NotifyState::Ready,
+                sd_notify::NotifyState::Status(why),
+            ]);
+        }
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+        std::thread::sleep(interval);
+    }
+}
+
+/// The first IPv4 address of interface `name` (IPv6 when it has none).
+fn interface_address(name: &str) -> Option<IpAddr> {
+    let addrs: Vec<IpAddr> = nix::ifaddrs::getifaddrs()
+        .ok()?
+        .filter(|a| a.interface_name == name)
+        .filter_map(|a| {
+            let a = a.address?;
+            a.as_sockaddr_in()
+                .map(|v4| IpAddr::V4(v4.ip()))
+                .or_else(|| a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
+        })
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+}
+
+/// Makes the watchdogs that stand behind self-fencing as short as the peer assumes:
+/// the peer takes over `msgwait` = 2 × watchdog_sec after poisoning us, so both our
+/// service watchdog (how long init lets this daemon go unheard) and the hardware
+/// watchdog (how long the machine runs on when init itself is stuck) must fire within
+/// watchdog_sec. Outside star-init (no control socket) there is nothing to set.
+fn align_watchdogs(init_socket: &Path, watchdog: Duration) -> Result<Option<String>, String> {
+    if std::env::var_os("NOTIFY_SOCKET").is_some() {
+        let usec = format!("WATCHDOG_USEC={}", watchdog.as_micros());
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Custom(&usec)]);
+    }
+    if !init_socket.exists() {
+        return Ok(None);
+    }
+    let request = star_core::control::Request::HardwareWatchdog {
+        timeout_sec: watchdog.as_secs().max(1),
+    };
+    match star_core::control::call(init_socket, &request, Duration::from_secs(5)) {
+        Ok(star_core::control::Reply::Done { message }) => Ok(Some(message)),
+        Ok(star_core::control::Reply::Error { message }) => Err(format!(
+            "the hardware watchdog cannot fire within watchdog_sec = {} s, which the \
+             peer's takeover wait assumes: {message}",
+            watchdog.as_secs()
+        )),
+        Ok(other) => Err(format!("star-init answered {other:?}")),
+        Err(e) => Err(format!("star-init at {}: {e}", init_socket.display())),
+    }
+}
+
 /// Runs the daemon; returns only on a startup error.
 pub fn run(o: Options) -> Result<(), String> {
-    let r = resolve(&o)?;
+    let node = NodeConfig::load(&o.config).map_err(|e| e.to_string())?;
+    if node.node.role == NodeRole::Witness {
+        // The image runs the same services on every node; on the witness this one has
+        // nothing to do, and ends cleanly so that nothing waits for it.
+        log("this node is the witness: heartbeats run on the controllers");
+        return Ok(());
+    }
+    let timing = timing::timing(&node.timeouts);
+    match align_watchdogs(&o.init_socket, timing.watchdog)? {
+        Some(message) => log(&message),
+        None => log(&format!(
+            "no star-init at {}: the hardware watchdog is whatever runs this daemon",
+            o.init_socket.display()
+        )),
+    }
+    let r = resolve(&o, node)?;
     let me = r.node.node.id;
     let peer = 3 - me;
     // The relations the safety argument needs between these timeouts were checked when
     // star.toml was loaded (node_config): a set that breaks one never gets here.
-    let timing = timing::timing(&r.node.timeouts);
     let fault = o.disk_fault.clone().map_or(Fault::none(), Fault::from_file);
-    let shared = SharedDisk::open(&r.disk, me, fault)?;
+    let shared = SharedDisk::open(&r.disk, me, fault, r.advertise)?;
     let mut startup_log = Vec::new();
     let own = match shared.read_slot(me, &mut startup_log) {
         Ok(s) => s.map(|s| s.incarnation),
@@ -211,10 +310,14 @@ pub fn run(o: Options) -> Result<(), String> {
     }
     let incarnation = incarnation(own);
     log(&format!(
-        "node {me}, incarnation {incarnation}, disk {}, heartbeats {} → {}, witness {}",
+        "node {me}, incarnation {incarnation}, disk {}, heartbeats on {} (given to the peer \
+         as {}) → {}, witness {}",
         r.disk.display(),
         r.listen,
-        r.peer,
+        r.advertise
+            .map_or("nothing: our address is unknown".into(), |a| a.to_string()),
+        r.peer
+            .map_or("the address in the peer's slot".into(), |a| a.to_string()),
         r.witness_url.as_deref().unwrap_or("none")
     ));
     for line in timing.explain().lines() {
@@ -262,6 +365,7 @@ pub fn run(o: Options) -> Result<(), String> {
         jobs: jobs_tx,
         udp,
         peer_addr: r.peer,
+        peer_addr_fixed: r.peer.is_some(),
         key: r.node.cluster_key.clone(),
         net_seq: 0,
         owner: 0,
@@ -291,7 +395,9 @@ struct Daemon {
     started: Mono,
     jobs: Sender<Job>,
     udp: UdpSocket,
-    peer_addr: SocketAddr,
+    peer_addr: Option<SocketAddr>,
+    /// --peer was given: the address in the peer's slot does not replace it.
+    peer_addr_fixed: bool,
     key: Vec<u8>,
     net_seq: u64,
     /// The owner in the last ownership record read, for the datagram.
@@ -316,6 +422,12 @@ impl Daemon {
                 self.step(Event::Tick);
             }
             Msg::Disk(Report::Log(l)) => log(&l),
+            Msg::Disk(Report::PeerAddress(a)) => {
+                if !self.peer_addr_fixed && self.peer_addr != Some(a) {
+                    log(&format!("peer's slot: it takes heartbeats on {a}"));
+                    self.peer_addr = Some(a);
+                }
+            }
             Msg::Disk(Report::Event(e)) => {
                 if let Event::OwnershipRead(Some(o)) = &e {
                     self.owner = o.owner;
@@ -528,9 +640,12 @@ impl Daemon {
             Action::SelfFence => {
                 self.fenced = true;
                 log("SELF-FENCING: no more WATCHDOG=1; the watchdog resets this controller");
-                let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(
-                    "fenced: waiting for the watchdog reset",
-                )]);
+                // WATCHDOG=trigger has star-init reset at once instead of after the
+                // watchdog timeout; the silence that follows is the fallback.
+                let _ = sd_notify::notify(&[
+                    sd_notify::NotifyState::Status("fenced: waiting for the watchdog reset"),
+                    sd_notify::NotifyState::Custom("WATCHDOG=trigger"),
+                ]);
             }
             Action::Log(l) => log(&l),
         }
@@ -556,13 +671,16 @@ impl Daemon {
             owner: self.owner,
             flags,
         };
-        let r = self.udp.send_to(&hb.encode(&self.key), self.peer_addr);
+        // Until the peer's slot gives its address there is no one to send to; the disk
+        // heartbeat alone carries liveness meanwhile.
+        let Some(peer) = self.peer_addr else { return };
+        let r = self.udp.send_to(&hb.encode(&self.key), peer);
         // Logged when it starts or stops failing, not at every interval.
         let err = r.err().map(|e| e.to_string());
         if err != self.udp_error {
             match &err {
-                Some(e) => log(&format!("heartbeat to {}: {e}", self.peer_addr)),
-                None => log(&format!("heartbeats to {} flow again", self.peer_addr)),
+                Some(e) => log(&format!("heartbeat to {peer}: {e}")),
+                None => log(&format!("heartbeats to {peer} flow again")),
             }
             self.udp_error = err;
         }

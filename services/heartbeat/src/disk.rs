@@ -14,6 +14,8 @@ use star_disk::buf::Block;
 use star_disk::io::{Access, Disk};
 use star_disk::layout::{heartbeat_block, mailbox_block, meta_block_offset};
 use star_disk::ownership::{self, Ownership};
+use std::cell::Cell;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::mpsc::{Receiver, Sender};
 
@@ -40,18 +42,47 @@ pub struct SharedDisk {
     disk: Disk,
     me: u8,
     fault: Fault,
+    /// Written into our slot: where the peer is to send its UDP heartbeats.
+    advertise: Option<SocketAddr>,
+    /// The address in the peer's slot when it last changed, until the worker reports it.
+    peer_address: Cell<Option<SocketAddr>>,
+    peer_address_reported: Cell<Option<SocketAddr>>,
 }
 
-/// What the worker says besides the event: things for the log.
+/// What the worker says besides the event: things for the log, and the peer's
+/// heartbeat address as its slot gives it.
 pub enum Report {
     Event(Event),
     Log(String),
+    PeerAddress(SocketAddr),
 }
 
 impl SharedDisk {
-    pub fn open(path: &Path, me: u8, fault: Fault) -> Result<SharedDisk, String> {
+    pub fn open(
+        path: &Path,
+        me: u8,
+        fault: Fault,
+        advertise: Option<SocketAddr>,
+    ) -> Result<SharedDisk, String> {
         let disk = Disk::open(path, Access::ReadWrite).map_err(|e| e.to_string())?;
-        Ok(SharedDisk { disk, me, fault })
+        Ok(SharedDisk {
+            disk,
+            me,
+            fault,
+            advertise,
+            peer_address: Cell::new(None),
+            peer_address_reported: Cell::new(None),
+        })
+    }
+
+    /// The peer's heartbeat address, once each time its slot names a new one.
+    fn new_peer_address(&self) -> Option<SocketAddr> {
+        let seen = self.peer_address.get();
+        if seen.is_some() && seen != self.peer_address_reported.get() {
+            self.peer_address_reported.set(seen);
+            return seen;
+        }
+        None
     }
 
     fn peer(&self) -> u8 {
@@ -75,10 +106,19 @@ impl SharedDisk {
     /// A node's slot; `Ok(None)` with a log line when it is corrupt.
     pub fn read_slot(&self, node: u8, log: &mut Vec<String>) -> std::io::Result<Option<Slot>> {
         let b = self.read(heartbeat_block(node).expect("node 1 or 2"), "slot read")?;
-        Ok(records::decode_slot(node, &b).unwrap_or_else(|why| {
-            log.push(format!("{why}: read as missing, never trusted"));
-            None
-        }))
+        Ok(match records::decode_slot_and_address(node, &b) {
+            Ok(Some((slot, addr))) => {
+                if node != self.me && addr.is_some() {
+                    self.peer_address.set(addr);
+                }
+                Some(slot)
+            }
+            Ok(None) => None,
+            Err(why) => {
+                log.push(format!("{why}: read as missing, never trusted"));
+                None
+            }
+        })
     }
 
     fn read_mail(&self, node: u8, log: &mut Vec<String>) -> std::io::Result<Mail> {
@@ -113,7 +153,7 @@ impl SharedDisk {
         match job {
             Job::WriteHeartbeat(slot) => {
                 let started = crate::daemon::now();
-                let block = records::encode_slot(me, &slot);
+                let block = records::encode_slot(me, &slot, self.advertise);
                 match self.write(heartbeat_block(me).expect("1 or 2"), &block, "slot write") {
                     Ok(()) => Event::HeartbeatWritten {
                         latency: crate::daemon::now().saturating_sub(started),
@@ -206,6 +246,9 @@ pub fn spawn_worker(disk: SharedDisk, jobs: Receiver<Job>, events: Sender<crate:
                 let ev = disk.run(job, &mut log);
                 for line in log {
                     let _ = events.send(crate::daemon::Msg::Disk(Report::Log(line)));
+                }
+                if let Some(addr) = disk.new_peer_address() {
+                    let _ = events.send(crate::daemon::Msg::Disk(Report::PeerAddress(addr)));
                 }
                 if events
                     .send(crate::daemon::Msg::Disk(Report::Event(ev)))

@@ -4,7 +4,10 @@
 //!
 //! ```text
 //! heartbeat slot  magic STARHBT1, sequence = seq
-//!   {"node":1,"incarnation":1767225600000,"seq":42,"role":"active","term":3}
+//!   {"node":1,"incarnation":1767225600000,"seq":42,"role":"active","term":3,
+//!    "addr":"198.51.100.11:7401"}
+//!   (addr: where the writer takes UDP heartbeats, so that star.toml need not name the
+//!   peer's address, which DHCP may choose)
 //! mailbox         magic STARMBX1, sequence = the term the message is about (0 for empty)
 //!   {"mail":"empty"}  {"mail":"poison_pill","term":4}
 //!   {"mail":"hand_over_request","term":3}  {"mail":"hand_over_ack","term":3}
@@ -18,6 +21,7 @@ use crate::role::{Mail, Role, Slot};
 use serde::{Deserialize, Serialize};
 use star_disk::buf::Block;
 use star_disk::record::{self, RecordError, HEARTBEAT, MAILBOX};
+use std::net::SocketAddr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -94,6 +98,8 @@ struct SlotJson {
     seq: u64,
     role: RoleName,
     term: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    addr: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,13 +111,15 @@ enum MailJson {
     HandOverAck { term: u64 },
 }
 
-pub fn encode_slot(node: u8, s: &Slot) -> Block {
+/// `addr`: where this node takes UDP heartbeats, for the peer to send them to.
+pub fn encode_slot(node: u8, s: &Slot, addr: Option<SocketAddr>) -> Block {
     let json = serde_json::to_vec(&SlotJson {
         node,
         incarnation: s.incarnation,
         seq: s.seq,
         role: s.role.into(),
         term: s.term,
+        addr,
     })
     .expect("plain data serializes");
     record::encode(&HEARTBEAT, s.seq, &json).expect("a slot fits a record")
@@ -119,6 +127,14 @@ pub fn encode_slot(node: u8, s: &Slot) -> Block {
 
 /// `Ok(None)`: never written. `Err`: present but not to be trusted, with the reason.
 pub fn decode_slot(node: u8, block: &Block) -> Result<Option<Slot>, String> {
+    decode_slot_and_address(node, block).map(|s| s.map(|(slot, _)| slot))
+}
+
+/// A slot with the heartbeat address its writer gave, if any.
+pub fn decode_slot_and_address(
+    node: u8,
+    block: &Block,
+) -> Result<Option<(Slot, Option<SocketAddr>)>, String> {
     let rec = match record::decode(&HEARTBEAT, &block.0) {
         Err(RecordError::NeverWritten) => return Ok(None),
         Err(e) => return Err(format!("heartbeat slot of node {node}: {e}")),
@@ -132,12 +148,15 @@ pub fn decode_slot(node: u8, block: &Block) -> Result<Option<Slot>, String> {
             j.node, j.seq, rec.sequence
         ));
     }
-    Ok(Some(Slot {
-        incarnation: j.incarnation,
-        seq: j.seq,
-        role: j.role.into(),
-        term: j.term,
-    }))
+    Ok(Some((
+        Slot {
+            incarnation: j.incarnation,
+            seq: j.seq,
+            role: j.role.into(),
+            term: j.term,
+        },
+        j.addr,
+    )))
 }
 
 pub fn encode_mail(mail: Mail) -> Block {
@@ -188,7 +207,7 @@ mod tests {
             role: Role::Active,
             term: 3,
         };
-        let b = encode_slot(1, &s);
+        let b = encode_slot(1, &s, None);
         let text = String::from_utf8_lossy(&b.0[32..120]);
         assert!(
             text.starts_with(
@@ -199,6 +218,14 @@ mod tests {
         assert_eq!(decode_slot(1, &b), Ok(Some(s)));
         assert!(decode_slot(2, &b).unwrap_err().contains("inconsistent"));
         assert_eq!(decode_slot(1, &Block::zeroed()), Ok(None));
+        let addr: SocketAddr = "198.51.100.11:7401".parse().unwrap();
+        let b = encode_slot(1, &s, Some(addr));
+        let text = String::from_utf8_lossy(&b.0[32..160]);
+        assert!(
+            text.contains(r#""term":3,"addr":"198.51.100.11:7401"}"#),
+            "{text}"
+        );
+        assert_eq!(decode_slot_and_address(1, &b), Ok(Some((s, Some(addr)))));
     }
 
     #[test]

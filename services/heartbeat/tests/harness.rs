@@ -111,6 +111,10 @@ struct Watch {
     status: String,
     /// SIGSTOPped: the whole machine, its watchdog included, is frozen.
     paused_at: Option<Instant>,
+    /// WATCHDOG_USEC= as the daemon set it.
+    watchdog_usec: Option<u64>,
+    /// WATCHDOG=trigger: the daemon asked to be reset now.
+    triggered: bool,
 }
 
 struct Node {
@@ -196,6 +200,7 @@ fn start_witness(dir: &Path, dead: Arc<AtomicBool>, stop: Arc<AtomicBool>) -> St
         state_dir: state,
         lease: Duration::from_millis(1500),
         max_skew: Duration::from_secs(30),
+        volatile_state: false,
         arrays: vec![star_witness::config::Array {
             name: "star-lab".into(),
             key: star_core::cluster_auth::from_hex(KEY).unwrap(),
@@ -290,6 +295,10 @@ fn notify_stand_in(path: &Path, watch: Arc<Mutex<Watch>>, stop: Arc<AtomicBool>)
                         w.feeds.push(now);
                     }
                     "READY=1" => w.ready = true,
+                    "WATCHDOG=trigger" => w.triggered = true,
+                    l if l.starts_with("WATCHDOG_USEC=") => {
+                        w.watchdog_usec = l[14..].parse().ok();
+                    }
                     l if l.starts_with("STATUS=") => w.status = l[7..].to_string(),
                     _ => {}
                 }
@@ -336,6 +345,12 @@ const SIGCONT: i32 = 18;
 
 impl Cluster {
     fn start(name: &str) -> Cluster {
+        Cluster::start_with(name, false)
+    }
+
+    /// `learn_peer`: no --peer and no relay; each daemon finds the other's heartbeat
+    /// address in its disk slot, as in the appliance (the interconnect cannot be cut).
+    fn start_with(name: &str, learn_peer: bool) -> Cluster {
         static N: AtomicU32 = AtomicU32::new(0);
         let t = timeouts();
         let dir = std::env::temp_dir().join(format!(
@@ -402,15 +417,19 @@ impl Cluster {
             std::fs::write(&fault, "ok").unwrap();
             let socket = dir.join(format!("heartbeat{id}.sock"));
             let stderr = dir.join(format!("ctl{id}.log"));
-            let child = Command::new(STAR_HEARTBEAT)
-                .arg("--config")
+            let mut cmd = Command::new(STAR_HEARTBEAT);
+            cmd.arg("--config")
                 .arg(&config)
                 .arg("--disk")
                 .arg(&disk)
                 .arg("--listen")
-                .arg(listen[i].to_string())
-                .arg("--peer")
-                .arg(relay_addr[i].to_string())
+                .arg(listen[i].to_string());
+            if !learn_peer {
+                cmd.arg("--peer").arg(relay_addr[i].to_string());
+            }
+            let child = cmd
+                .arg("--init-socket")
+                .arg(dir.join("no-init.sock"))
                 .arg("--socket")
                 .arg(&socket)
                 .arg("--target-socket")
@@ -681,6 +700,38 @@ fn both_start_at_once_and_exactly_one_becomes_active() {
 }
 
 #[test]
+fn each_finds_the_peers_heartbeat_address_in_its_slot() {
+    let c = Cluster::start_with("learn-peer", true);
+    let a = c.wait_active();
+    c.wait_for(
+        "both nodes hearing the other over UDP",
+        c.t.peer_dead * 4,
+        |c| {
+            (1..=2).all(|id| {
+                c.status(id)
+                    .and_then(|s| s.peer)
+                    .is_some_and(|p| p.net_age_ms < c.t.peer_dead.as_millis() as u64)
+            })
+        },
+    );
+    for id in 1..=2 {
+        assert!(
+            c.stderr(id)
+                .contains("peer's slot: it takes heartbeats on 127.0.0.1:"),
+            "{}",
+            c.stderr(id)
+        );
+        assert_eq!(
+            c.node(id).watch.lock().unwrap().watchdog_usec,
+            Some(c.t.watchdog.as_micros() as u64),
+            "node {id} set its service watchdog to watchdog_sec"
+        );
+    }
+    assert_eq!(c.role(other(a)).as_deref(), Some("standby"));
+    c.check_invariant();
+}
+
+#[test]
 fn kill_9_of_the_active_and_the_survivor_promotes() {
     let c = Cluster::start("kill-9");
     let a = c.wait_active();
@@ -776,6 +827,10 @@ fn disk_fault_fences_the_active(mode: &str) {
         |c| c.reset(a),
     );
     assert!(c.stderr(a).contains("self-fencing"), "{}", c.stderr(a));
+    assert!(
+        c.node(a).watch.lock().unwrap().triggered,
+        "a fencing node asks init for the reset at once (WATCHDOG=trigger)"
+    );
     c.wait_for("the standby's takeover", failover_bound(&c.t), |c| {
         c.first(b, broke, |k| k == Kind::Acquire).is_some()
     });

@@ -50,7 +50,7 @@ proptest! {
         at in 0usize..4096,
         flip in 1u8..=255,
     ) {
-        let mut s = encode_slot(2, &slot(seq));
+        let mut s = encode_slot(2, &slot(seq), Some("198.51.100.12:7401".parse().unwrap()));
         s.0[at] ^= flip;
         prop_assert!(decode_slot(2, &s).is_err(), "damaged slot byte {at} accepted");
 
@@ -67,7 +67,7 @@ proptest! {
 
 #[test]
 fn good_records_round_trip_and_a_slot_is_checked_against_its_node() {
-    let s = encode_slot(2, &slot(9));
+    let s = encode_slot(2, &slot(9), None);
     assert_eq!(decode_slot(2, &s), Ok(Some(slot(9))));
     // Controller 2's slot read where controller 1's should be: refused, not believed.
     assert!(decode_slot(1, &s).is_err());

@@ -46,6 +46,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if node.node.role == star_core::node_config::Role::Witness {
+        // The image runs the same services on every node; the witness exports nothing.
+        eprintln!("star-target: this node is the witness: it exports nothing");
+        return ExitCode::SUCCESS;
+    }
     match Service::new(node, paths) {
         Ok(mut s) => s.run(),
         Err(e) => {

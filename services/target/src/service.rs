@@ -52,6 +52,10 @@ pub struct Service {
     ownership: Option<Ownership>,
     /// What was last applied: (generation, ownership). A change of either reconciles.
     applied: Option<(u64, Option<Ownership>)>,
+    /// Demoted while the ownership record of this term (or older) still names us: our
+    /// group stays Standby until a newer record names us again. star-heartbeat demotes
+    /// when this controller must stop serving, whether or not it could write the record.
+    demoted_at_term: Option<u64>,
     last_reconcile: Option<String>,
     problems: Vec<String>,
     announced: bool,
@@ -79,6 +83,7 @@ impl Service {
             generation: None,
             ownership: None,
             applied: None,
+            demoted_at_term: None,
             last_reconcile: None,
             problems: Vec::new(),
             announced: false,
@@ -145,8 +150,11 @@ impl Service {
     }
 
     fn roles(&self) -> AluaRoles {
+        let demoted = |o: &Ownership| {
+            o.owner == self.node.node.id && self.demoted_at_term.is_some_and(|t| o.term <= t)
+        };
         match self.ownership {
-            Some(o) if o.owner != 0 => AluaRoles {
+            Some(o) if o.owner != 0 && !demoted(&o) => AluaRoles {
                 active: Some(o.owner),
                 peer_healthy: o.peer_healthy,
             },
@@ -342,17 +350,11 @@ impl Service {
                 self.refresh(true);
                 self.done_or_failed("reconciled")
             }
-            TargetRequest::Promote { peer_dead } => {
-                self.take_ownership(self.node.node.id, !peer_dead)
-            }
-            TargetRequest::Demote => {
-                if self.ownership.map(|o| o.owner) != Some(self.node.node.id) {
-                    return TargetReply::Error {
-                        message: format!("controller {} is not the owner", self.node.node.id),
-                    };
-                }
-                self.take_ownership(0, true)
-            }
+            // The ownership record has one writer, star-heartbeat, which writes it before
+            // it orders promote; the target only follows it (by hand, with the heartbeat
+            // masked: `star target promote --disk`).
+            TargetRequest::Promote { .. } => self.promote(),
+            TargetRequest::Demote => self.demote(),
             TargetRequest::Array { change } => self.change(change),
         }
     }
@@ -369,36 +371,60 @@ impl Service {
         }
     }
 
-    fn take_ownership(&mut self, owner: u8, peer_healthy: bool) -> TargetReply {
-        let Some(disk) = self.disk.clone() else {
+    /// Reads the ownership record now and serves Active/Optimized if it names us.
+    fn promote(&mut self) -> TargetReply {
+        let me = self.node.node.id;
+        if self.disk.is_none() {
             return TargetReply::Error {
                 message: "no shared disk".into(),
             };
-        };
-        let taken = Array::open(&disk, Access::ReadWrite)
-            .and_then(|a| ownership::take(&a.disk, owner, peer_healthy));
-        match taken {
-            Err(e) => TargetReply::Error {
-                message: format!("ownership record: {e}"),
-            },
-            Ok(o) => {
-                log(&format!(
-                    "term {}: {}",
-                    o.term,
-                    if owner == 0 {
-                        "no owner".to_string()
-                    } else {
-                        format!("controller {owner} owns the array")
+        }
+        self.refresh(false);
+        let Some(o) = self.ownership.filter(|o| o.owner == me) else {
+            return TargetReply::Error {
+                message: format!(
+                    "the ownership record ({}) does not name controller {me}: it is written \
+                     before promote is ordered (by star-heartbeat, or by hand with \
+                     `star target promote --disk`)",
+                    match self.ownership {
+                        Some(o) => format!("term {}, owner {}", o.term, o.owner),
+                        None => "none".into(),
                     }
-                ));
-                self.refresh(true);
-                match self.done_or_failed("ALUA") {
-                    TargetReply::Done { .. } => TargetReply::Done {
-                        message: format!("term {}: {}", o.term, self.alua_summary()),
-                    },
-                    other => other,
-                }
-            }
+                ),
+            };
+        };
+        if self.demoted_at_term.is_some_and(|t| o.term <= t) {
+            return TargetReply::Error {
+                message: format!(
+                    "demoted at term {}: only a newer ownership record brings this \
+                     controller back",
+                    o.term
+                ),
+            };
+        }
+        self.demoted_at_term = None;
+        log(&format!("term {}: promoted", o.term));
+        self.refresh(true);
+        match self.done_or_failed("ALUA") {
+            TargetReply::Done { .. } => TargetReply::Done {
+                message: format!("term {}: {}", o.term, self.alua_summary()),
+            },
+            other => other,
+        }
+    }
+
+    /// Stops serving now: our group Standby until a newer record names us again.
+    fn demote(&mut self) -> TargetReply {
+        self.refresh(false);
+        let term = self.ownership.map_or(0, |o| o.term);
+        self.demoted_at_term = Some(term);
+        log(&format!("term {term}: demoted"));
+        self.refresh(true);
+        match self.done_or_failed("ALUA") {
+            TargetReply::Done { .. } => TargetReply::Done {
+                message: format!("term {term}: {}", self.alua_summary()),
+            },
+            other => other,
         }
     }
 

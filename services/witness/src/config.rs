@@ -36,6 +36,10 @@ pub struct Config {
     pub lease: Duration,
     pub max_skew: Duration,
     pub arrays: Vec<Array>,
+    /// The state directory does not survive a restart (the appliance's RAM root): a
+    /// missing state file then means lost state, not a first start, and no term is
+    /// granted until a lease has passed, so that any lease granted before has run out.
+    pub volatile_state: bool,
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -61,6 +65,8 @@ struct RawConfig {
     state_dir: Spanned<String>,
     lease_ms: Option<Spanned<u64>>,
     max_skew_ms: Option<Spanned<u64>>,
+    #[serde(default)]
+    volatile_state: bool,
     #[serde(default)]
     array: Vec<RawArray>,
 }
@@ -128,6 +134,35 @@ impl At<'_> {
 }
 
 impl Config {
+    /// The witness as the appliance runs it, on node 3: the one array of its star.toml,
+    /// listening where its `[witness] url` says, its state in `state_dir` on the RAM root.
+    pub fn from_node_config(
+        node: &star_core::node_config::NodeConfig,
+        state_dir: &Path,
+    ) -> Result<Config, String> {
+        let w = node
+            .witness
+            .as_ref()
+            .ok_or("star.toml has no [witness] url: where should the witness listen?")?;
+        let ip: std::net::IpAddr = w.host.parse().map_err(|_| {
+            format!(
+                "witness.url: the witness listens on an address, not a name ({:?})",
+                w.host
+            )
+        })?;
+        Ok(Config {
+            listen: SocketAddr::new(ip, w.port),
+            state_dir: state_dir.to_path_buf(),
+            lease: Duration::from_millis(DEFAULT_LEASE_MS),
+            max_skew: Duration::from_millis(DEFAULT_MAX_SKEW_MS),
+            arrays: vec![Array {
+                name: node.array_name.clone(),
+                key: node.cluster_key.clone(),
+            }],
+            volatile_state: true,
+        })
+    }
+
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         let text = read_config_file(path, "the witness configuration")?;
         Config::from_toml(&text, path)
@@ -227,6 +262,7 @@ impl Config {
                 lease,
                 max_skew,
                 arrays,
+                volatile_state: raw.volatile_state,
             })
         } else {
             Err(ConfigErrors(at.errors))

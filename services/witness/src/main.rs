@@ -8,17 +8,32 @@ use std::sync::Arc;
 
 const USAGE: &str = "\
 usage: star-witness [--config FILE] [--check]
+       star-witness --node-config STAR_TOML [--state-dir DIR]
 
 The quorum witness for STAR arrays: grants a term with a lease to one controller at a time.
 Serves the arrays in FILE (default /etc/star/witness.toml); see docs/witness.md.
-  --check   validate FILE and exit (0 when it is valid)";
+  --check        validate FILE and exit (0 when it is valid)
+  --node-config  as the appliance runs it: the array of this star.toml, on node 3 only
+                 (on a controller it ends at once, cleanly)
+  --state-dir    with --node-config (default /run/star/witness; it does not survive a
+                 reboot, so after one no term is granted until a lease has passed)";
 
 fn main() -> ExitCode {
     let mut config = PathBuf::from("/etc/star/witness.toml");
     let mut check = false;
+    let mut node_config: Option<PathBuf> = None;
+    let mut state_dir = PathBuf::from("/run/star/witness");
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
+            "--node-config" | "--state-dir" => match args.next() {
+                Some(f) if a == "--node-config" => node_config = Some(f.into()),
+                Some(f) => state_dir = f.into(),
+                None => {
+                    eprintln!("star-witness: {a} needs a value\n{USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
             "--config" => match args.next() {
                 Some(f) => config = f.into(),
                 None => {
@@ -37,8 +52,13 @@ fn main() -> ExitCode {
             }
         }
     }
-    let cfg = match Config::load(&config) {
-        Ok(c) => c,
+    let loaded = match &node_config {
+        Some(path) => from_node_config(path, &state_dir),
+        None => Config::load(&config).map_err(|e| e.to_string()).map(Some),
+    };
+    let cfg = match loaded {
+        Ok(Some(c)) => c,
+        Ok(None) => return ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::from(2);
@@ -90,4 +110,26 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The witness of the appliance's node 3; `None` on a controller, where it has nothing
+/// to do (the image runs the same services on every node).
+fn from_node_config(
+    path: &std::path::Path,
+    state_dir: &std::path::Path,
+) -> Result<Option<Config>, String> {
+    use star_core::node_config::{NodeConfig, Role};
+    let node = NodeConfig::load(path).map_err(|e| e.to_string())?;
+    if node.node.role != Role::Witness {
+        eprintln!(
+            "star-witness: this node is controller {}: the witness runs on node 3",
+            node.node.id
+        );
+        return Ok(None);
+    }
+    std::fs::create_dir_all(state_dir)
+        .map_err(|e| format!("star-witness: {}: {e}", state_dir.display()))?;
+    Config::from_node_config(&node, state_dir)
+        .map(Some)
+        .map_err(|e| format!("star-witness: {}: {e}", path.display()))
 }

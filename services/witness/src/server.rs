@@ -26,6 +26,8 @@ struct ArrayLive {
     grants: Grants,
     /// Per node (index node - 1).
     guards: [ReplayGuard; 2],
+    /// With volatile state and no state file at start: no grant before this (mono ms).
+    quiet_until_ms: u64,
 }
 
 pub struct Witness {
@@ -60,9 +62,12 @@ impl Witness {
         let lease_ms = config.lease.as_millis() as u64;
         let mut arrays = BTreeMap::new();
         for a in &config.arrays {
-            let grants = match store.load(&a.name)? {
-                Some(d) => Grants::restored(d, now, lease_ms),
-                None => Grants::fresh(),
+            let (grants, quiet_until_ms) = match store.load(&a.name)? {
+                Some(d) => (Grants::restored(d, now, lease_ms), 0),
+                None if config.volatile_state => {
+                    (Grants::fresh(), now.mono_ms.saturating_add(lease_ms))
+                }
+                None => (Grants::fresh(), 0),
             };
             arrays.insert(
                 a.name.clone(),
@@ -70,6 +75,7 @@ impl Witness {
                     key: a.key.clone(),
                     grants,
                     guards: Default::default(),
+                    quiet_until_ms,
                 }),
             );
         }
@@ -99,6 +105,13 @@ impl Witness {
             .map(|(name, a)| {
                 let a = a.lock().unwrap_or_else(|p| p.into_inner());
                 let d = &a.grants.durable;
+                if a.quiet_until_ms > now.mono_ms {
+                    return format!(
+                        "array {name}: no saved state (the state directory does not survive \
+                         a restart): no grant for {} ms, until any earlier lease has run out",
+                        a.quiet_until_ms - now.mono_ms
+                    );
+                }
                 match d.owner {
                     Some(o) => format!(
                         "array {name}: term {} held by node {}; no grant to the other node for {} ms (a full lease from start)",
@@ -161,6 +174,17 @@ impl Witness {
             now.mono_ms,
             2 * self.max_skew_ms,
         );
+        if now.mono_ms < a.quiet_until_ms {
+            // Answered like an unreachable witness: the controllers keep their roles.
+            return error(
+                503,
+                format!(
+                    "{who}: no saved state since this witness started: no grant for {} ms, \
+                     until any lease granted before has run out",
+                    a.quiet_until_ms - now.mono_ms
+                ),
+            );
+        }
         let outcome: Outcome = match op {
             Op::Claim => a.grants.claim(body.node, body.term, now, self.lease_ms),
             Op::Release => a.grants.release(body.node, body.term, now),
@@ -331,6 +355,7 @@ mod tests {
             state_dir: dir.to_path_buf(),
             lease: Duration::from_secs(10),
             max_skew: Duration::from_secs(30),
+            volatile_state: false,
             arrays: vec![
                 Array {
                     name: "alpha".into(),
@@ -399,6 +424,38 @@ mod tests {
         let sig = h.response.signature.as_deref().expect("signed");
         assert!(message::verify(key, &h.response.body, sig));
         serde_json::from_slice(&h.response.body).unwrap()
+    }
+
+    #[test]
+    fn volatile_state_lost_means_no_grant_for_a_lease() {
+        let dir = scratch("volatile");
+        let mut c = config(&dir);
+        c.volatile_state = true;
+        let w = Witness::open(&c, at(0)).unwrap();
+        assert!(w.summary(at(0))[0].contains("no grant for 10000 ms"));
+        let h = w.handle(
+            &post(&body("alpha", Op::Claim, 1, 0, 1, T0), Some(&A)),
+            at(9_999),
+        );
+        assert_eq!(h.response.status, 503);
+        assert!(h.log.unwrap().contains("no saved state"));
+        assert!(
+            !dir.join("alpha.json").exists(),
+            "nothing granted, nothing saved"
+        );
+        let a = answer(
+            &w.handle(
+                &post(&body("alpha", Op::Claim, 1, 0, 2, T0), Some(&A)),
+                at(10_000),
+            ),
+            &A,
+        );
+        assert!(a.granted);
+        // Its state is on disk now: a restart of the process (not of the machine) has
+        // no quiet period.
+        drop(w);
+        let w = Witness::open(&c, at(0)).unwrap();
+        assert!(!w.summary(at(0))[0].contains("no saved state"));
     }
 
     #[test]

@@ -34,6 +34,7 @@ fn witness() -> &'static Witness {
             state_dir: dir,
             lease: Duration::from_secs(10),
             max_skew: Duration::from_secs(30),
+            volatile_state: false,
             arrays: vec![Array {
                 name: "star-lab".into(),
                 key: KEY.to_vec(),

@@ -296,3 +296,79 @@ fn the_witness_grants_refuses_and_survives_kill_9() {
     drop(w);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The appliance's way: the witness of node 3 from its star.toml, and nothing on a
+/// controller.
+#[test]
+fn as_the_appliance_runs_it_from_star_toml() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("witness-node-config-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../board/examples");
+
+    let controller = Command::new(STAR_WITNESS)
+        .arg("--node-config")
+        .arg(examples.join("lab-ctl1.star.toml"))
+        .output()
+        .unwrap();
+    assert!(controller.status.success());
+    assert!(String::from_utf8_lossy(&controller.stderr).contains("this node is controller 1"));
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = std::fs::read_to_string(examples.join("lab-witness.star.toml"))
+        .unwrap()
+        .replace(
+            "url = \"http://0.0.0.0:7400\"",
+            &format!("url = \"http://127.0.0.1:{port}\""),
+        );
+    assert!(text.contains(&format!("127.0.0.1:{port}")));
+    let star_toml = dir.join("star.toml");
+    std::fs::write(&star_toml, text).unwrap();
+    let log = dir.join("witness.log");
+    let mut child = Command::new(STAR_WITNESS)
+        .arg("--node-config")
+        .arg(&star_toml)
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let w = Running {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        log: log.clone(),
+    };
+    assert_eq!(
+        line.trim(),
+        format!("star-witness: listening on 127.0.0.1:{port}")
+    );
+    // The lab's key from star.toml signs; its state is new, so nothing is granted until
+    // a lease (10 s by default) has passed: it answers like a witness that is down.
+    let lab_key = "5f0c3a1e9b7d2c4a6e8f0a1b3c5d7e9f1a2b3c4d5e6f708192a3b4c5d6e7f809";
+    let mut n = Node::new("star-lab", lab_key, 1);
+    n.seq += 1;
+    let stamp = Stamp {
+        incarnation: n.incarnation,
+        seq: n.seq,
+    };
+    assert_eq!(
+        rejected(client::claim(
+            &w.url, "star-lab", &n.key, 1, 1, stamp, TIMEOUT
+        )),
+        503
+    );
+    assert_eq!(w.status("star-lab").highest_term, 0);
+    assert!(std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("no saved state"));
+}
