@@ -6,7 +6,7 @@ TARGET       := x86_64-unknown-linux-gnu
 STATIC_FLAGS := -C target-feature=+crt-static
 BOARD        ?= qemu
 
-.PHONY: help build static test lint bench image lab clean
+.PHONY: help build static test lint bench image lab lab-deps lab-up lab-down faults clean
 
 help:
 	@echo "make build    debug build of every crate"
@@ -15,7 +15,9 @@ help:
 	@echo "make lint     rustfmt check and clippy with warnings as errors"
 	@echo "make bench    benchmarks of star-init, the images and the target; results in bench/results/"
 	@echo "make image BOARD=qemu|virtualbox|aws-ec2 [CONFIG=star.toml]   disk images in out/BOARD/"
-	@echo "make lab      not yet: the two-controller lab is still to come"
+	@echo "make lab      the two-controller lab under QEMU, until Ctrl-C (root; see lab/lab.sh)"
+	@echo "make lab-up   the same in the background: out/lab/lab.env; make lab-down ends it"
+	@echo "make faults [RUNS=N]   the fault suite against a fresh lab (lab/faults.py)"
 
 build:
 	$(CARGO) build --workspace
@@ -37,14 +39,35 @@ bench: static
 	bench/init.sh
 	bench/image.sh
 	bench/target.sh
+	bench/takeover.sh
+	bench/faults.sh
 
 image: static
 	$(CARGO) run -q -p star-image -- build --board $(BOARD) --bin-dir target/$(TARGET)/release \
 		$(if $(CONFIG),--config $(CONFIG))
 
-lab:
-	@echo "make lab: not implemented yet (see the README: what works today)" >&2
-	@exit 1
+# The lab needs QEMU and the initiator tools; on a fresh Debian machine they are installed
+# first (as root, like the lab itself).
+lab-deps:
+	@command -v qemu-system-x86_64 >/dev/null && command -v iscsi-ls >/dev/null && \
+		command -v nft >/dev/null && command -v socat >/dev/null || \
+		(apt-get update -q && apt-get install -y -q --no-install-recommends \
+			qemu-system-x86 qemu-utils ovmf systemd-boot-efi dpkg-dev binutils libiscsi-bin \
+			iproute2 socat nftables python3)
+
+lab: lab-deps static
+	lab/lab.sh run
+
+lab-up: lab-deps static
+	lab/lab.sh up
+
+lab-down:
+	lab/lab.sh down
+
+RUNS ?= 1
+faults: lab-deps static
+	lab/lab.sh up
+	lab/faults.py --runs $(RUNS); status=$$?; lab/lab.sh down; exit $$status
 
 clean:
 	$(CARGO) clean
