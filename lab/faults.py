@@ -268,6 +268,27 @@ def stall_disk_of_active(a):
         monitor(a, "block_set_io_throttle shared 0 0 0 0 0 0")
 
 
+def fail_disk_of_active(a):
+    # The shared disk's backend taken away under the running guest: every request of
+    # this controller fails with EIO from here on.
+    monitor(a, "drive_del shared")
+    wait(f"{other(a)} active", lambda: role(other(a)) == "active", 120)
+    wait(f"{a} reset", lambda: console(a).count("STAR init") >= 2, 120)
+    # Its QEMU has no shared disk any more: a fresh start gives it back.
+    os.kill(pid(a), signal.SIGKILL)
+    time.sleep(1)
+    boot(a)
+
+
+def both_start_at_once(a):
+    for n in ("ctl1", "ctl2"):
+        os.kill(pid(n), signal.SIGKILL)
+    time.sleep(1)
+    # QEMU daemonizes at once: both boot together.
+    for n in ("ctl1", "ctl2"):
+        boot(n)
+
+
 SCENARIOS = {
     "kill-active": kill_active,
     "kill-standby": kill_standby,
@@ -278,6 +299,8 @@ SCENARIOS = {
     "witness-down-then-kill-active": witness_down_then_kill_active,
     "reboot-standby": reboot_standby,
     "stall-disk-of-active": stall_disk_of_active,
+    "fail-disk-of-active": fail_disk_of_active,
+    "both-start-at-once": both_start_at_once,
 }
 
 

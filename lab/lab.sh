@@ -21,7 +21,9 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-out=${LAB_OUT:-$root/out/lab}
+out=$(realpath -m "${LAB_OUT:-$root/out/lab}")
+# star-image finds board/ from the working directory.
+cd "$root"
 bins=$root/target/x86_64-unknown-linux-gnu/release
 netns=${LAB_NETNS:-star-lab}
 accel=${LAB_ACCEL:-tcg}
