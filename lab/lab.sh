@@ -17,7 +17,8 @@
 # and use $LAB_NETNS. Each serial console is a Unix socket (out/lab/NODE.console; connect
 # with `socat -,raw,echo=0 UNIX-CONNECT:out/lab/ctl1.console`) and is also logged to
 # out/lab/NODE.log. Environment: LAB_OUT (default out/lab), LAB_NETNS (default star-lab),
-# LAB_ACCEL (default tcg), LAB_MEM (MiB per VM, default 512).
+# LAB_ACCEL (kvm or tcg; default: kvm if a probe boot under it powers off in time, else
+# tcg), LAB_MEM (MiB per VM, default 512).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,18 +27,26 @@ out=$(realpath -m "${LAB_OUT:-$root/out/lab}")
 cd "$root"
 bins=$root/target/x86_64-unknown-linux-gnu/release
 netns=${LAB_NETNS:-star-lab}
-accel=${LAB_ACCEL:-tcg}
+accel=${LAB_ACCEL:-}
 mem=${LAB_MEM:-512}
 nodes=(witness ctl1 ctl2)
 
 say() { echo "lab: $*" >&2; }
 die() { say "error: $*"; exit 1; }
 
+# Rootless: `run` re-executes itself in a user and network namespace of its own
+# (unshare -Urn), where it may make bridges and taps; the lab then lives as long as that
+# process, and clients join it with nsenter. `up` and `down` need root (a named netns).
+inside=${LAB_INSIDE:-}
 need_root() {
   [ "$(id -u)" = 0 ] && return
-  die "the lab needs root for its network namespace, bridges and taps (run it with sudo).
-     Without root, boot one controller with QEMU's user network instead: see README, 'Boot the image'."
+  die "lab/lab.sh $1 needs root for the named network namespace $netns (run it with sudo),
+     or run the lab in the foreground without root: lab/lab.sh run (make lab)"
 }
+
+# ip and commands in the lab's network namespace: the named one, or (rootless) our own.
+nip() { if [ -n "$inside" ]; then ip "$@"; else ip -n "$netns" "$@"; fi; }
+inns() { if [ -n "$inside" ]; then "$@"; else ip netns exec "$netns" "$@"; fi; }
 
 config_of() { echo "$root/board/examples/lab-$1.star.toml"; }
 
@@ -64,8 +73,10 @@ build() {
 }
 
 network() {
-  ip netns add "$netns" 2>/dev/null || die "network namespace $netns exists: run 'lab/lab.sh down' first"
-  local x="ip -n $netns"
+  if [ -z "$inside" ]; then
+    ip netns add "$netns" 2>/dev/null || die "network namespace $netns exists: run 'lab/lab.sh down' first"
+  fi
+  local x=nip
   $x link set lo up
   $x link add br-client type bridge
   $x link add br-ic type bridge
@@ -102,7 +113,7 @@ boot() {
       -device "virtio-blk-pci,drive=shared,share-rw=on,serial=star-lab-shared")
   fi
   rm -f "$out/$n.console" "$out/$n.monitor" "$out/$n.log"
-  ip netns exec "$netns" qemu-system-x86_64 -name "star-lab-$n" -machine q35 -m "$mem" -smp 1 \
+  inns qemu-system-x86_64 -name "star-lab-$n" -machine q35 -m "$mem" -smp 1 \
     -accel "$accel" -display none -daemonize -pidfile "$out/$n.pid" \
     -kernel "$img/boot/vmlinuz" -initrd "$img/boot/initrd.img" -append "$(cat "$img/boot/cmdline")" \
     -drive "file=$img/star-qemu.raw,format=raw,if=virtio,snapshot=on" \
@@ -128,7 +139,8 @@ write_env() {
   vip=$(sed -n '/^\[floating\]/,/^\[/s/^address *= *"\([^/"]*\).*/\1/p' "$ctl1")
   cat > "$out/lab.env" <<EOF
 # The lab's connection details, for scripts: source out/lab/lab.env
-LAB_NETNS=$netns
+LAB_NETNS=$([ -n "$inside" ] || echo "$netns")
+LAB_ENTER="$(if [ -n "$inside" ]; then echo "nsenter --preserve-credentials -U -n -t $$"; else echo "ip netns exec $netns"; fi)"
 VIP=$vip
 PORTAL1=192.0.2.11:3260
 PORTAL2=192.0.2.12:3260
@@ -159,8 +171,8 @@ STAR lab is up: witness, ctl1 and ctl2 (QEMU, $accel), one shared disk, two netw
   portals            $PORTAL1 (ctl1)   $PORTAL2 (ctl2)
   target             $TARGET_IQN
   initiator          $INITIATOR_IQN   CHAP $CHAP_USER / $CHAP_SECRET
-  clients run in     ip netns exec $LAB_NETNS ...
-    e.g. ip netns exec $LAB_NETNS iscsi-ls -s -i $INITIATOR_IQN iscsi://$CHAP_USER%$CHAP_SECRET@$VIP
+  clients run in     $LAB_ENTER ...
+    e.g. $LAB_ENTER iscsi-ls -s -i $INITIATOR_IQN iscsi://$CHAP_USER%$CHAP_SECRET@$VIP
   consoles           socat -,raw,echo=0 UNIX-CONNECT:$CTL1_CONSOLE   (ctl2, witness alike;
                      logged to $out/NODE.log)
   shared disk        $SHARED_DISK
@@ -178,10 +190,34 @@ boot_node() {
   esac
 }
 
+# KVM where it works: a guest that boots the witness's kernel and initramfs straight into
+# a power-off must be gone within 20 s (TCG needs about 3). Some hosts have /dev/kvm and
+# hang every guest; the answer is kept in $out/accel.
+choose_accel() {
+  [ -n "$accel" ] && return
+  if [ -f "$out/accel" ]; then
+    accel=$(cat "$out/accel")
+    return
+  fi
+  accel=tcg
+  if [ -w /dev/kvm ]; then
+    local img=$out/image-witness
+    if timeout 20 qemu-system-x86_64 -accel kvm -machine q35 -m 256 -display none \
+      -no-reboot -serial none -monitor none -kernel "$img/boot/vmlinuz" \
+      -initrd "$img/boot/initrd.img" -append "$(cat "$img/boot/cmdline") panic=0 rdinit=/bin/busybox -- poweroff -f" \
+      > /dev/null 2>&1; then
+      accel=kvm
+    fi
+  fi
+  echo "$accel" > "$out/accel"
+  say "accelerator: $accel"
+}
+
 up() {
-  need_root
+  [ -n "$inside" ] || need_root up
   command -v qemu-system-x86_64 > /dev/null || die "qemu-system-x86_64 missing (apt-get install qemu-system-x86)"
   build
+  choose_accel
   network
   say "booting witness, ctl1, ctl2"
   for n in "${nodes[@]}"; do boot_node "$n"; done
@@ -208,21 +244,26 @@ down() {
     fi
   done
   sleep 0.5
-  ip netns del "$netns" 2> /dev/null || true
+  [ -n "$inside" ] || ip netns del "$netns" 2> /dev/null || true
   rm -f "$out"/*.console "$out"/*.monitor "$out/lab.env"
   say "down"
 }
 
 case "${1:-}" in
   up) up ;;
-  down) need_root; down ;;
+  down) need_root down; down ;;
   boot)
-    need_root
+    need_root boot
     [ -n "${2:-}" ] || die "usage: lab/lab.sh boot witness|ctl1|ctl2"
+    choose_accel
     boot_node "$2"
     sed -i "s/^$(echo "$2" | tr a-z A-Z)_PID=.*/$(echo "$2" | tr a-z A-Z)_PID=$(cat "$out/$2.pid")/" "$out/lab.env"
     ;;
   run)
+    if [ "$(id -u)" != 0 ] && [ -z "$inside" ]; then
+      say "not root: running the lab in a user and network namespace of its own"
+      exec unshare --user --map-root-user --net --fork env LAB_INSIDE=1 "$0" run
+    fi
     trap 'echo; down; exit 0' INT TERM
     up || { down; exit 1; }
     say "running; Ctrl-C stops the lab and removes it"
