@@ -396,11 +396,16 @@ exec = ["sh", "-c", "echo cli-visible-line; exec sleep 1000"]
     r.stop();
 }
 
-#[test]
-fn a_critical_service_that_starves_stops_the_hardware_watchdog_feed() {
-    // A FIFO stands in for /dev/watchdog: every byte star-init writes is a feed.
-    let dir = scratch("hwwd-fifo");
-    let fifo = dir.join("watchdog");
+/// A FIFO that stands in for /dev/watchdog: every byte star-init writes is a feed, kept
+/// in the returned buffer by a reader thread (which ends when star-init closes it).
+fn fifo_watchdog(
+    name: &str,
+) -> (
+    std::path::PathBuf,
+    std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    std::thread::JoinHandle<()>,
+) {
+    let fifo = scratch(name).join("watchdog");
     nix_mkfifo(&fifo);
     let feeds = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
     let reader = {
@@ -420,6 +425,12 @@ fn a_critical_service_that_starves_stops_the_hardware_watchdog_feed() {
     };
     // The reader must be there before star-init opens the FIFO for writing.
     std::thread::sleep(std::time::Duration::from_millis(200));
+    (fifo, feeds, reader)
+}
+
+#[test]
+fn a_critical_service_that_starves_stops_the_hardware_watchdog_feed() {
+    let (fifo, feeds, reader) = fifo_watchdog("hwwd-fifo");
     let mut r = Running::start_with(
         "hwwd",
         &format!(
@@ -576,19 +587,7 @@ stop_timeout_sec = 60
 
 #[test]
 fn a_service_shortens_its_own_watchdog_and_the_hardware_one() {
-    let dir = scratch("hwwd-shorten");
-    let fifo = dir.join("watchdog");
-    nix_mkfifo(&fifo);
-    let reader = {
-        let fifo = fifo.clone();
-        std::thread::spawn(move || {
-            use std::io::Read;
-            let mut f = std::fs::File::open(&fifo).unwrap();
-            let mut buf = [0u8; 64];
-            while matches!(f.read(&mut buf), Ok(n) if n > 0) {}
-        })
-    };
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    let (fifo, _feeds, reader) = fifo_watchdog("hwwd-shorten");
     // The file gives both 30 s; the service asks for 1 s of its own and never feeds.
     let mut r = Running::start_with(
         "hwwd-shorten",

@@ -208,33 +208,56 @@ impl Netlink {
         prefix_len: u8,
         lifetime: Option<Duration>,
     ) -> Result<(), String> {
-        let result = match address_message(index, addr, prefix_len) {
-            Ok(mut message) => {
-                if let Some(brd) = broadcast(addr, prefix_len) {
-                    message.attributes.push(AddressAttribute::Broadcast(brd));
-                }
-                let seconds = lifetime_seconds(lifetime);
-                let mut cache = CacheInfo::default();
-                cache.ifa_valid = seconds;
-                cache.ifa_preferred = seconds;
-                message.attributes.push(AddressAttribute::CacheInfo(cache));
-                // REPLACE without EXCL: an existing address is updated (its lifetimes)
-                // rather than refused.
-                self.request(
-                    RouteNetlinkMessage::NewAddress(message),
-                    NLM_F_CREATE | NLM_F_REPLACE,
-                )
+        let message = address_message(index, addr, prefix_len).map(|mut message| {
+            if let Some(brd) = broadcast(addr, prefix_len) {
+                message.attributes.push(AddressAttribute::Broadcast(brd));
             }
+            let seconds = lifetime_seconds(lifetime);
+            let mut cache = CacheInfo::default();
+            cache.ifa_valid = seconds;
+            cache.ifa_preferred = seconds;
+            message.attributes.push(AddressAttribute::CacheInfo(cache));
+            message
+        });
+        self.new_address(index, message, &format!("{addr}/{prefix_len}"))
+    }
+
+    /// Sends a prepared RTM_NEWADDR. REPLACE without EXCL: an existing address is
+    /// updated (its lifetimes) rather than refused, and EEXIST counts as success.
+    fn new_address(
+        &mut self,
+        index: u32,
+        message: Result<AddressMessage, String>,
+        what: &str,
+    ) -> Result<(), String> {
+        let result = match message {
+            Ok(message) => self.request(
+                RouteNetlinkMessage::NewAddress(message),
+                NLM_F_CREATE | NLM_F_REPLACE,
+            ),
             Err(e) => Err(Failure::Invalid(e)),
         };
         let result = match result {
             Err(Failure::Kernel { errno, .. }) if errno == libc::EEXIST => Ok(Vec::new()),
             other => other,
         };
-        self.explain(result, index, |name| {
-            format!("add {addr}/{prefix_len} to {name}")
-        })
-        .map(drop)
+        self.explain(result, index, |name| format!("add {what} to {name}"))
+            .map(drop)
+    }
+
+    /// Sends RTM_DELADDR for a prepared message.
+    fn del_address(
+        &mut self,
+        index: u32,
+        message: Result<AddressMessage, String>,
+        what: &str,
+    ) -> Result<(), String> {
+        let result = match message {
+            Ok(message) => self.request(RouteNetlinkMessage::DelAddress(message), 0),
+            Err(e) => Err(Failure::Invalid(e)),
+        };
+        self.explain(result, index, |name| format!("delete {what} from {name}"))
+            .map(drop)
     }
 
     /// Removes an IPv4 address; one that is not there is an error (`EADDRNOTAVAIL`).
@@ -244,14 +267,8 @@ impl Netlink {
         addr: Ipv4Addr,
         prefix_len: u8,
     ) -> Result<(), String> {
-        let result = match address_message(index, addr, prefix_len) {
-            Ok(message) => self.request(RouteNetlinkMessage::DelAddress(message), 0),
-            Err(e) => Err(Failure::Invalid(e)),
-        };
-        self.explain(result, index, |name| {
-            format!("delete {addr}/{prefix_len} from {name}")
-        })
-        .map(drop)
+        let message = address_message(index, addr, prefix_len);
+        self.del_address(index, message, &format!("{addr}/{prefix_len}"))
     }
 
     /// The IPv4 addresses of one interface with their prefix lengths, primary first.
@@ -284,31 +301,18 @@ impl Netlink {
         addr: Ipv6Addr,
         prefix_len: u8,
     ) -> Result<(), String> {
-        let result = match address_message6(index, addr, prefix_len) {
-            Ok(mut message) => {
-                message.header.flags = AddressHeaderFlags::Nodad;
-                message
-                    .attributes
-                    .push(AddressAttribute::Flags(AddressFlags::Nodad));
-                let mut cache = CacheInfo::default();
-                cache.ifa_valid = FOREVER;
-                cache.ifa_preferred = FOREVER;
-                message.attributes.push(AddressAttribute::CacheInfo(cache));
-                self.request(
-                    RouteNetlinkMessage::NewAddress(message),
-                    NLM_F_CREATE | NLM_F_REPLACE,
-                )
-            }
-            Err(e) => Err(Failure::Invalid(e)),
-        };
-        let result = match result {
-            Err(Failure::Kernel { errno, .. }) if errno == libc::EEXIST => Ok(Vec::new()),
-            other => other,
-        };
-        self.explain(result, index, |name| {
-            format!("add {addr}/{prefix_len} to {name}")
-        })
-        .map(drop)
+        let message = address_message6(index, addr, prefix_len).map(|mut message| {
+            message.header.flags = AddressHeaderFlags::Nodad;
+            message
+                .attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+            let mut cache = CacheInfo::default();
+            cache.ifa_valid = FOREVER;
+            cache.ifa_preferred = FOREVER;
+            message.attributes.push(AddressAttribute::CacheInfo(cache));
+            message
+        });
+        self.new_address(index, message, &format!("{addr}/{prefix_len}"))
     }
 
     /// Removes an IPv6 address; one that is not there is an error (`EADDRNOTAVAIL`).
@@ -318,14 +322,8 @@ impl Netlink {
         addr: Ipv6Addr,
         prefix_len: u8,
     ) -> Result<(), String> {
-        let result = match address_message6(index, addr, prefix_len) {
-            Ok(message) => self.request(RouteNetlinkMessage::DelAddress(message), 0),
-            Err(e) => Err(Failure::Invalid(e)),
-        };
-        self.explain(result, index, |name| {
-            format!("delete {addr}/{prefix_len} from {name}")
-        })
-        .map(drop)
+        let message = address_message6(index, addr, prefix_len);
+        self.del_address(index, message, &format!("{addr}/{prefix_len}"))
     }
 
     /// Every address of both families on every interface, in the kernel's order.
