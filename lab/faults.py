@@ -320,9 +320,20 @@ def run_one(name):
     monitor = DualActiveMonitor()
     monitor.start()
     error = None
+    # The array's own failover time, as the survivor's console shows it (polled every
+    # 0.1 s): from the fault to its "role promoting → active".
+    took = {}
+
+    def watch_takeover(since):
+        while "s" not in took and not monitor.stop.is_set():
+            if role(other(a)) == "active":
+                took["s"] = round(time.monotonic() - since, 2)
+            time.sleep(0.1)
+
     try:
         time.sleep(3)
         log(f"{name}: {a} active; breaking")
+        threading.Thread(target=watch_takeover, args=(time.monotonic(),), daemon=True).start()
         SCENARIOS[name](a)
         healthy()
         time.sleep(3)
@@ -337,7 +348,9 @@ def run_one(name):
         result = json.loads(out.decode().strip().splitlines()[-1])
     except (IndexError, ValueError):
         result = {"lost": None, "error": err.decode()[-500:]}
-    result.update(scenario=name, dual_active=monitor.moments, error=error)
+    result.update(
+        scenario=name, dual_active=monitor.moments, failover_s=took.get("s"), error=error
+    )
     return result
 
 
