@@ -1153,7 +1153,7 @@ mod tests {
         // The lab's timing: under 5 s from a death to the survivor's promotion steps.
         assert_eq!(c1.timeouts.msgwait(), Duration::from_secs(2));
         assert_eq!(c1.timeouts.worst_case_takeover(), Duration::from_secs(3));
-        assert_eq!(c1.luns[0].size_bytes, 1 << 30);
+        assert_eq!(c1.luns[0].size_bytes, 512 << 20);
         assert_eq!(w.node.role, Role::Witness);
     }
 
@@ -1350,11 +1350,11 @@ mod tests {
             vec!["star.toml:31:7: witness.url: \"udp://198.51.100.3:7400\": the witness is reached as http://HOST:PORT"]
         );
         assert_eq!(
-            refused(&ctl1_with("luns = [\"data0\"]", "luns = [\"data1\"]")),
-            vec!["star.toml:51:9: host.luns: no LUN named \"data1\" (LUNs: data0)"]
+            refused(&ctl1_with("luns = [\"data0\", ", "luns = [\"data9\", ")),
+            vec!["star.toml:59:9: host.luns: no LUN named \"data9\" (LUNs: data0, data1, data2)"]
         );
         assert_eq!(
-            refused(&ctl1_with("size = \"1GiB\"", "size = \"1.5GB\"")),
+            refused(&ctl1_with("size = \"512MiB\"", "size = \"1.5GB\"")),
             vec!["star.toml:46:8: lun.size: \"1.5GB\" is not a size: a whole number and a unit, like 10GiB or 512MiB"]
         );
     }
@@ -1368,24 +1368,24 @@ mod tests {
         assert_eq!(
             refused(&ctl1_with("io_timeout_ms = 400", "io_timeout_ms = 900")),
             vec![
-                format!("star.toml:55:17: timeouts.io_timeout_ms: heartbeat_interval_ms + io_timeout_ms (1000 ms) must be shorter than peer_dead_ms (1000 ms): {STOP}"),
-                format!("star.toml:57:16: timeouts.watchdog_sec: must be at least 2 × (heartbeat_interval_ms + io_timeout_ms) = 2000 ms: {FENCE}"),
+                format!("star.toml:65:17: timeouts.io_timeout_ms: heartbeat_interval_ms + io_timeout_ms (1000 ms) must be shorter than peer_dead_ms (1000 ms): {STOP}"),
+                format!("star.toml:67:16: timeouts.watchdog_sec: must be at least 2 × (heartbeat_interval_ms + io_timeout_ms) = 2000 ms: {FENCE}"),
             ]
         );
         assert_eq!(
             refused(&ctl1_with("peer_dead_ms = 1000", "peer_dead_ms = 500")),
-            vec![format!("star.toml:55:17: timeouts.io_timeout_ms: heartbeat_interval_ms + io_timeout_ms (500 ms) must be shorter than peer_dead_ms (500 ms): {STOP}")]
+            vec![format!("star.toml:65:17: timeouts.io_timeout_ms: heartbeat_interval_ms + io_timeout_ms (500 ms) must be shorter than peer_dead_ms (500 ms): {STOP}")]
         );
         assert_eq!(
             refused(&ctl1_with("heartbeat_interval_ms = 100", "heartbeat_interval_ms = 300")),
             vec![
-                "star.toml:56:16: timeouts.peer_dead_ms: must be at least 4 heartbeat intervals (1200 ms)".to_string(),
-                format!("star.toml:57:16: timeouts.watchdog_sec: must be at least 2 × (heartbeat_interval_ms + io_timeout_ms) = 1400 ms: {FENCE}"),
+                "star.toml:66:16: timeouts.peer_dead_ms: must be at least 4 heartbeat intervals (1200 ms)".to_string(),
+                format!("star.toml:67:16: timeouts.watchdog_sec: must be at least 2 × (heartbeat_interval_ms + io_timeout_ms) = 1400 ms: {FENCE}"),
             ]
         );
         assert_eq!(
             refused(&ctl1_with("watchdog_sec = 1 ", "watchdog_sec = 0 ")),
-            vec!["star.toml:57:16: timeouts.watchdog_sec: must be between 1 and 300"]
+            vec!["star.toml:67:16: timeouts.watchdog_sec: must be between 1 and 300"]
         );
     }
 
