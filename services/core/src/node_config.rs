@@ -32,6 +32,19 @@ pub struct NodeConfig {
     pub hosts: Vec<Host>,
     pub timeouts: Timeouts,
     pub ntp_server: Option<String>,
+    /// `[aws]`: other endpoints than AWS's public ones (VPC endpoints, tests).
+    pub aws: AwsEndpoints,
+}
+
+/// Where the AWS methods send their requests; `None`: AWS's own endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AwsEndpoints {
+    /// The instance metadata service (default http://169.254.169.254).
+    pub imds: Option<String>,
+    /// EC2 (default https://ec2.REGION.amazonaws.com).
+    pub ec2: Option<String>,
+    /// Route 53 (default https://route53.amazonaws.com).
+    pub route53: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -219,6 +232,16 @@ struct RawFile {
     #[serde(default)]
     timeouts: RawTimeouts,
     time: Option<RawTime>,
+    #[serde(default)]
+    aws: RawAws,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAws {
+    imds_endpoint: Option<Spanned<String>>,
+    ec2_endpoint: Option<Spanned<String>>,
+    route53_endpoint: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -737,6 +760,30 @@ fn validate(at: &Locator, raw: RawFile, errors: &mut Vec<ConfigError>) -> NodeCo
             v
         });
 
+    let mut endpoint = |v: &Option<Spanned<String>>, key: &str| {
+        v.as_ref().map(|s| {
+            let url = s.get_ref().trim_end_matches('/').to_string();
+            let rest = url
+                .strip_prefix("https://")
+                .or_else(|| url.strip_prefix("http://"));
+            if rest.is_none_or(|r| r.is_empty() || r.contains(char::is_whitespace)) {
+                c.fail(
+                    s.span(),
+                    key,
+                    format!(
+                        "{url:?} is not an endpoint: http://HOST[:PORT] or https://HOST[:PORT]"
+                    ),
+                );
+            }
+            url
+        })
+    };
+    let aws = AwsEndpoints {
+        imds: endpoint(&raw.aws.imds_endpoint, "aws.imds_endpoint"),
+        ec2: endpoint(&raw.aws.ec2_endpoint, "aws.ec2_endpoint"),
+        route53: endpoint(&raw.aws.route53_endpoint, "aws.route53_endpoint"),
+    };
+
     errors.append(&mut c.errors);
     NodeConfig {
         version: *raw.version.get_ref(),
@@ -755,6 +802,7 @@ fn validate(at: &Locator, raw: RawFile, errors: &mut Vec<ConfigError>) -> NodeCo
         hosts,
         timeouts,
         ntp_server,
+        aws,
     }
 }
 
@@ -978,6 +1026,18 @@ fn validate_floating(
         }
     };
     let garp = validate_garp(c, f, &method);
+    // EC2's private addresses, route-table targets for them and A records are IPv4.
+    if address.is_ipv6() && method != TakeoverMethod::Arp {
+        c.fail(
+            f.address.span(),
+            "floating.address",
+            format!(
+                "method = {:?} moves an IPv4 address; {} is IPv6 (use method = \"arp\")",
+                f.method.get_ref(),
+                address
+            ),
+        );
+    }
     Some(Floating {
         address,
         prefix_len,
@@ -1356,6 +1416,35 @@ mod tests {
         assert_eq!(
             refused(&ctl1_with("size = \"512MiB\"", "size = \"1.5GB\"")),
             vec!["star.toml:46:8: lun.size: \"1.5GB\" is not a size: a whole number and a unit, like 10GiB or 512MiB"]
+        );
+    }
+
+    #[test]
+    fn aws_endpoints_are_urls() {
+        let text = example("aws-ec2.star.toml")
+            + "\n[aws]\nec2_endpoint = \"https://vpce-0a1b.ec2.eu-west-1.vpce.amazonaws.com/\"\n\
+               imds_endpoint = \"http://127.0.0.1:8080\"\n";
+        let c = NodeConfig::from_toml(&text, Path::new("star.toml")).unwrap();
+        assert_eq!(
+            c.aws.ec2.as_deref(),
+            Some("https://vpce-0a1b.ec2.eu-west-1.vpce.amazonaws.com")
+        );
+        assert_eq!(c.aws.imds.as_deref(), Some("http://127.0.0.1:8080"));
+        assert_eq!(c.aws.route53, None);
+        let v6 = example("aws-ec2.star.toml").replace("10.0.1.100/24", "fd00::100/64");
+        let e = refused(&v6);
+        assert!(
+            e.iter().any(|l| l.ends_with(
+                "floating.address: method = \"aws-secondary-ip\" moves an IPv4 address; fd00::100 is IPv6 (use method = \"arp\")"
+            )),
+            "{e:?}"
+        );
+        let bad = example("aws-ec2.star.toml") + "\n[aws]\nroute53_endpoint = \"route53.local\"\n";
+        let e = refused(&bad);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].ends_with("aws.route53_endpoint: \"route53.local\" is not an endpoint: http://HOST[:PORT] or https://HOST[:PORT]"),
+            "{e:?}"
         );
     }
 

@@ -41,6 +41,27 @@ pub fn mac_text(mac: &[u8; 6]) -> String {
 
 impl LocalAddress {
     /// "192.0.2.100/24".
+    /// Puts the address on its interface (stray copies removed) and confirms it, with no
+    /// announcement: for the AWS methods, where the VPC routes the address and the OS
+    /// only has to accept it.
+    pub fn put_on(&self, nl: &mut Netlink) -> Result<String, String> {
+        let before = self.observe(nl)?;
+        let link = before.link.clone()?;
+        let changes = crate::plan::acquire(&before.copies(), link.index, self.prefix_len);
+        self.apply(nl, &changes)?;
+        let after = self.observe(nl)?;
+        if self.held(&after) {
+            Ok(format!("{} on {}", self.cidr(), link.name))
+        } else {
+            Err(format!(
+                "{} on {}: the kernel does not list it as added: {}",
+                self.cidr(),
+                link.name,
+                self.describe(&after)
+            ))
+        }
+    }
+
     pub fn cidr(&self) -> String {
         format!("{}/{}", self.address, self.prefix_len)
     }

@@ -4,7 +4,7 @@
 //! | star.toml method | implementation |
 //! |---|---|
 //! | `arp` | [`crate::l2::L2`]: the address on the client interface, then gratuitous ARP or unsolicited neighbour advertisements |
-//! | `aws-secondary-ip`, `aws-route-table`, `aws-route53` | [`crate::aws::Aws`]: the AWS APIs through star-aws (not in this build yet) |
+//! | `aws-secondary-ip`, `aws-route-table`, `aws-route53` | [`crate::aws::Aws`]: the AWS APIs through star-aws |
 
 use crate::announce::Guard;
 use crate::aws::Aws;
@@ -84,6 +84,6 @@ pub fn for_node(node: &NodeConfig) -> Result<Box<dyn FloatingMethod>, String> {
     )?;
     Ok(match &floating.method {
         TakeoverMethod::Arp => Box::new(L2::new(client, floating)),
-        aws => Box::new(Aws::new(aws, client, floating)),
+        aws => Box::new(Aws::new(aws, client, floating, &node.aws)),
     })
 }

@@ -103,7 +103,7 @@ fn the_witness_has_nothing_to_move() {
 }
 
 #[test]
-fn aws_methods_are_refused_by_name_in_this_build() {
+fn aws_methods_off_ec2_fail_with_a_clear_error_and_change_nothing() {
     for (method, extra) in [
         ("aws-secondary-ip", ""),
         ("aws-route-table", "route_table_ids = [\"rtb-0123\"]\n"),
@@ -112,19 +112,34 @@ fn aws_methods_are_refused_by_name_in_this_build() {
             "hosted_zone_id = \"Z0123\"\nrecord_name = \"star.example.internal\"\n",
         ),
     ] {
+        // A client interface that does not exist here, and nothing on the discard port
+        // for the metadata service: it fails at once wherever the test runs (tests/
+        // aws_moto.rs covers the methods themselves).
         let path = star_toml(
             &format!("{method}.toml"),
             "controller",
-            &format!("[floating]\naddress = \"10.0.1.100/24\"\nmethod = \"{method}\"\n{extra}"),
+            &format!(
+                "[floating]\naddress = \"10.0.1.100/24\"\nmethod = \"{method}\"\n{extra}\
+                 [aws]\nimds_endpoint = \"http://127.0.0.1:9\"\n"
+            ),
         );
+        let text = std::fs::read_to_string(path.path()).unwrap().replacen(
+            "name = \"eth0\"\npurpose = \"client\"",
+            "name = \"nic-missing0\"\npurpose = \"client\"",
+            1,
+        );
+        std::fs::write(path.path(), text).unwrap();
         for command in ["acquire", "release", "status"] {
             let out = takeover(&["--config", path.path(), command]);
-            assert_eq!(out.status.code(), Some(1), "{method} {command}");
-            assert_eq!(
-                stderr(&out),
-                format!(
-                    "star-takeover: {command}: method {method} is not available in this build\n"
-                )
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(1), "{method} {command}: {err}");
+            assert!(
+                err.starts_with(&format!("star-takeover: {command}: ")),
+                "{err}"
+            );
+            assert!(
+                err.contains("interface nic-missing0 (purpose client) does not exist"),
+                "{method} {command}: {err}"
             );
         }
     }
