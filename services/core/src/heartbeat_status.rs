@@ -79,6 +79,8 @@ pub enum TakeoverRequest {
     Release,
     /// Where the address is now, as this controller sees it, and what was last done.
     Status,
+    /// Power the peer off by star.toml's `[fencing]` (star-heartbeat, when it takes over).
+    FencePeer,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

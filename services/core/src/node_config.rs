@@ -34,6 +34,16 @@ pub struct NodeConfig {
     pub ntp_server: Option<String>,
     /// `[aws]`: other endpoints than AWS's public ones (VPC endpoints, tests).
     pub aws: AwsEndpoints,
+    /// `[fencing]`: how a controller that takes over powers its peer off as well.
+    pub fencing: Option<Fencing>,
+}
+
+/// Power fencing, on top of the poison pill and the peer's watchdog: it also stops a
+/// peer whose hypervisor paused it, which no watchdog inside it can.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fencing {
+    /// EC2 StopInstances with Force on the peer, confirmed through DescribeInstances.
+    AwsStopInstance { peer_instance_id: String },
 }
 
 /// Where the AWS methods send their requests; `None`: AWS's own endpoint.
@@ -234,6 +244,14 @@ struct RawFile {
     time: Option<RawTime>,
     #[serde(default)]
     aws: RawAws,
+    fencing: Option<RawFencing>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFencing {
+    method: Spanned<String>,
+    peer_instance_id: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -784,6 +802,47 @@ fn validate(at: &Locator, raw: RawFile, errors: &mut Vec<ConfigError>) -> NodeCo
         route53: endpoint(&raw.aws.route53_endpoint, "aws.route53_endpoint"),
     };
 
+    let fencing = raw.fencing.as_ref().and_then(|f| {
+        if role == Role::Witness {
+            c.fail(f.method.span(), "fencing", "the witness fences nobody");
+            return None;
+        }
+        if f.method.get_ref() != "aws-stop-instance" {
+            c.fail(
+                f.method.span(),
+                "fencing.method",
+                format!(
+                    "{:?} is not a fencing method: use \"aws-stop-instance\"",
+                    f.method.get_ref()
+                ),
+            );
+            return None;
+        }
+        let Some(id) = &f.peer_instance_id else {
+            c.fail(
+                f.method.span(),
+                "fencing.peer_instance_id",
+                "method = \"aws-stop-instance\" needs the peer's instance id (i-0123456789abcdef0)",
+            );
+            return None;
+        };
+        let v = id.get_ref();
+        let ok = v.strip_prefix("i-").is_some_and(|h| {
+            (8..=17).contains(&h.len()) && h.chars().all(|c| c.is_ascii_hexdigit())
+        });
+        if !ok {
+            c.fail(
+                id.span(),
+                "fencing.peer_instance_id",
+                format!("{v:?} is not an EC2 instance id (i-0123456789abcdef0)"),
+            );
+            return None;
+        }
+        Some(Fencing::AwsStopInstance {
+            peer_instance_id: v.clone(),
+        })
+    });
+
     errors.append(&mut c.errors);
     NodeConfig {
         version: *raw.version.get_ref(),
@@ -803,6 +862,7 @@ fn validate(at: &Locator, raw: RawFile, errors: &mut Vec<ConfigError>) -> NodeCo
         timeouts,
         ntp_server,
         aws,
+        fencing,
     }
 }
 
@@ -1416,6 +1476,31 @@ mod tests {
         assert_eq!(
             refused(&ctl1_with("size = \"512MiB\"", "size = \"1.5GB\"")),
             vec!["star.toml:46:8: lun.size: \"1.5GB\" is not a size: a whole number and a unit, like 10GiB or 512MiB"]
+        );
+    }
+
+    #[test]
+    fn fencing_names_the_peer_instance() {
+        let text = example("aws-ec2.star.toml")
+            + "\n[fencing]\nmethod = \"aws-stop-instance\"\npeer_instance_id = \"i-0123456789abcdef0\"\n";
+        let c = NodeConfig::from_toml(&text, Path::new("star.toml")).unwrap();
+        assert_eq!(
+            c.fencing,
+            Some(Fencing::AwsStopInstance {
+                peer_instance_id: "i-0123456789abcdef0".into()
+            })
+        );
+        let e = refused(
+            &(example("aws-ec2.star.toml")
+                + "\n[fencing]\nmethod = \"aws-stop-instance\"\npeer_instance_id = \"ctl2\"\n"),
+        );
+        assert!(e[0].ends_with("fencing.peer_instance_id: \"ctl2\" is not an EC2 instance id (i-0123456789abcdef0)"), "{e:?}");
+        let e = refused(&(example("aws-ec2.star.toml") + "\n[fencing]\nmethod = \"ipmi\"\n"));
+        assert!(
+            e[0].ends_with(
+                "fencing.method: \"ipmi\" is not a fencing method: use \"aws-stop-instance\""
+            ),
+            "{e:?}"
         );
     }
 

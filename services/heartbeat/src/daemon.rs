@@ -366,6 +366,7 @@ pub fn run(o: Options) -> Result<(), String> {
         udp,
         peer_addr: r.peer,
         peer_addr_fixed: r.peer.is_some(),
+        power_fencing: r.node.fencing.is_some(),
         key: r.node.cluster_key.clone(),
         net_seq: 0,
         owner: 0,
@@ -398,6 +399,8 @@ struct Daemon {
     peer_addr: Option<SocketAddr>,
     /// --peer was given: the address in the peer's slot does not replace it.
     peer_addr_fixed: bool,
+    /// star.toml has [fencing]: the peer is powered off when it is poisoned.
+    power_fencing: bool,
     key: Vec<u8>,
     net_seq: u64,
     /// The owner in the last ownership record read, for the datagram.
@@ -574,6 +577,12 @@ impl Daemon {
             Action::ReadOwnership => self.job(Job::ReadOwnership),
             Action::WriteMailbox { node, mail } => {
                 log(&format!("writing {mail:?} into node {node}'s mailbox"));
+                if self.power_fencing
+                    && node != self.me
+                    && matches!(mail, role::Mail::PoisonPill { .. })
+                {
+                    self.fence_peer();
+                }
                 self.job(Job::WriteMailbox { node, mail })
             }
             Action::WriteOwnership {
@@ -649,6 +658,28 @@ impl Daemon {
             }
             Action::Log(l) => log(&l),
         }
+    }
+
+    /// Powers the peer off through star-takeover (star.toml's `[fencing]`), beside the
+    /// pill and msgwait, which stay the rule: the promotion does not wait for it, and a
+    /// fence that fails is logged, not fatal. What it adds is a peer that its hypervisor
+    /// paused, which no watchdog inside it stops, being stopped from outside.
+    fn fence_peer(&self) {
+        let socket = self.takeover_socket.clone();
+        std::thread::spawn(move || {
+            let reply: std::io::Result<serde_json::Value> = star_core::control::call(
+                &socket,
+                &TakeoverRequest::FencePeer,
+                Duration::from_secs(30),
+            );
+            match reply {
+                Ok(r) if r.get("reply").and_then(|v| v.as_str()) == Some("done") => {
+                    log(&format!("power fence of the peer: {r}"))
+                }
+                Ok(r) => log(&format!("power fence of the peer FAILED: {r}")),
+                Err(e) => log(&format!("power fence of the peer FAILED: {e}")),
+            }
+        });
     }
 
     fn job(&self, j: Job) {

@@ -78,6 +78,8 @@ enum Kind {
     Demote,
     Acquire,
     Release,
+    /// Asked star-takeover to power the peer off (star.toml's [fencing]).
+    FencePeer,
     /// The harness's watchdog killed the node (or the scenario did, with kill -9).
     Reset,
     Stop,
@@ -187,6 +189,11 @@ fn star_toml(id: u8, witness: &str, t: &Timeouts) -> String {
         out.push_str(&line);
         out.push('\n');
     }
+    // Power fencing on: the takeover stand-in answers it like the rest.
+    out.push_str(&format!(
+        "\n[fencing]\nmethod = \"aws-stop-instance\"\npeer_instance_id = \"i-0000000000000000{}\"\n",
+        3 - id
+    ));
     out
 }
 
@@ -267,6 +274,7 @@ fn stand_in(path: &Path, node: u8, log: Log, disk: PathBuf) {
                 Some("demote") => Some(Kind::Demote),
                 Some("acquire") => Some(Kind::Acquire),
                 Some("release") => Some(Kind::Release),
+                Some("fence_peer") => Some(Kind::FencePeer),
                 _ => None,
             };
             if let Some(k) = kind {
@@ -748,6 +756,13 @@ fn kill_9_of_the_active_and_the_survivor_promotes() {
         .first(b, killed, |k| matches!(k, Kind::Promote { .. }))
         .unwrap();
     let acquire = c.first(b, killed, |k| k == Kind::Acquire).unwrap();
+    let fence = c
+        .first(b, killed, |k| k == Kind::FencePeer)
+        .expect("the survivor asked for the peer to be powered off");
+    assert!(
+        fence <= promote,
+        "the power fence is asked with the pill, before promote"
+    );
     let (p, q) = (
         promote.duration_since(killed).as_millis(),
         acquire.duration_since(killed).as_millis(),

@@ -4,14 +4,16 @@ use std::path::PathBuf;
 
 pub const USAGE: &str = "\
 usage: star-takeover [--config FILE] [--socket PATH]
-       star-takeover [--config FILE] acquire|release|status
+       star-takeover [--config FILE] acquire|release|status|fence-peer
 
 Moves the floating address of star.toml (default /run/star/star.toml) with its method
 (docs/takeover.md). Without a command it is the service: it answers star-heartbeat's
 {\"cmd\":\"acquire\"} and {\"cmd\":\"release\"}, and {\"cmd\":\"status\"}, on SOCKET
 (default /run/star/takeover.sock), and tells init READY=1 once it listens. With a command
 it does that once, here, prints the result and exits 0 (done) or 1 (failed; the message
-says why); status exits 0 when it could look, held or not. A bad star.toml exits 2.";
+says why); status exits 0 when it could look, held or not. fence-peer powers the peer off
+by star.toml's [fencing] (the service does it on {\"cmd\":\"fence_peer\"}). A bad
+star.toml exits 2.";
 
 pub const DEFAULT_CONFIG: &str = "/run/star/star.toml";
 pub const DEFAULT_SOCKET: &str = "/run/star/takeover.sock";
@@ -21,6 +23,8 @@ pub enum Command {
     Acquire,
     Release,
     Status,
+    /// Power the peer off by star.toml's [fencing].
+    FencePeer,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,13 +55,14 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Args>, Str
             "--config" => config = Some(PathBuf::from(value("--config")?)),
             "--socket" => socket = Some(PathBuf::from(value("--socket")?)),
             "-h" | "--help" => return Ok(None),
-            word @ ("acquire" | "release" | "status") => {
+            word @ ("acquire" | "release" | "status" | "fence-peer") => {
                 if command.is_some() {
                     return Err(format!("one command at a time, not also {word:?}"));
                 }
                 command = Some(match word {
                     "acquire" => Command::Acquire,
                     "release" => Command::Release,
+                    "fence-peer" => Command::FencePeer,
                     _ => Command::Status,
                 });
             }

@@ -19,6 +19,7 @@ pub mod address;
 pub mod announce;
 pub mod aws;
 pub mod cli;
+pub mod fence;
 pub mod frames;
 pub mod l2;
 pub mod method;

@@ -35,9 +35,19 @@ fn main() -> ExitCode {
         }
     };
     match args.mode {
+        Mode::Once(cli::Command::FencePeer) => match star_takeover::fence::fence_peer(&node) {
+            Ok(m) => {
+                println!("fenced: {m}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("star-takeover: fence-peer: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Mode::Once(command) => oneshot::run(method.as_mut(), command),
         Mode::Serve { socket } => match Service::new(method, &socket) {
-            Ok(mut s) => s.run(&socket),
+            Ok(s) => s.with_fencing(node).run(&socket),
             Err(e) => {
                 eprintln!("star-takeover: {e}");
                 ExitCode::FAILURE

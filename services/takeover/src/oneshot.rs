@@ -39,6 +39,8 @@ pub fn run(method: &mut dyn FloatingMethod, command: Command) -> ExitCode {
             }
             Err(e) => fail("status", &e),
         },
+        // Needs star.toml's [fencing], not the address's method: main runs it.
+        Command::FencePeer => fail("fence-peer", "not an address command"),
     }
 }
 

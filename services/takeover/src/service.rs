@@ -116,9 +116,17 @@ pub struct Service {
     epoch: Arc<Epoch>,
     announcements: Arc<Mutex<Option<Announcements>>>,
     last: Option<Last>,
+    /// star.toml, for `fence_peer`; `None`: this service fences nobody.
+    node: Option<star_core::node_config::NodeConfig>,
 }
 
 impl Service {
+    /// Answers `fence_peer` by `node`'s `[fencing]`.
+    pub fn with_fencing(mut self, node: star_core::node_config::NodeConfig) -> Service {
+        self.node = Some(node);
+        self
+    }
+
     /// Binds the socket (replacing a stale one).
     pub fn new(method: Box<dyn FloatingMethod>, socket: &Path) -> Result<Service, String> {
         if let Some(dir) = socket.parent() {
@@ -133,6 +141,7 @@ impl Service {
             epoch: Arc::new(Epoch::default()),
             announcements: Arc::new(Mutex::new(None)),
             last: None,
+            node: None,
         })
     }
 
@@ -197,6 +206,16 @@ impl Service {
         match request {
             TakeoverRequest::Acquire => self.acquire(),
             TakeoverRequest::Release => self.release(),
+            TakeoverRequest::FencePeer => {
+                let result = match &self.node {
+                    Some(node) => crate::fence::fence_peer(node),
+                    None => Err("this service fences nobody".into()),
+                };
+                match result {
+                    Ok(message) => TakeoverReply::Done { message },
+                    Err(message) => TakeoverReply::Error { message },
+                }
+            }
             TakeoverRequest::Status => match self.method.status() {
                 Ok(o) => TakeoverReply::Status {
                     status: Box::new(self.status(o.held, o.observed)),

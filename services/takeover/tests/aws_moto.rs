@@ -191,6 +191,27 @@ fn every_aws_method_moves_the_address_between_two_controllers() {
         "Route 53 puts nothing on the NIC"
     );
 
+    // Power fencing: ctl1 stops ctl2, confirmed.
+    let fencing = format!(
+        "[floating]\naddress = \"10.0.1.100/24\"\nmethod = \"aws-secondary-ip\"\n\n\
+         [fencing]\nmethod = \"aws-stop-instance\"\npeer_instance_id = \"{}\"",
+        world.ctl[1].instance_id
+    );
+    let c = configs(&fencing, "fence");
+    let (ok, out) = takeover(&c[0], "fence-peer");
+    assert!(ok, "{out}");
+    assert!(out.contains(&world.ctl[1].instance_id), "{out}");
+    let state = support::instance_state(&admin, &world.ctl[1].instance_id);
+    assert!(state == "stopping" || state == "stopped", "{state}");
+    assert_eq!(
+        support::instance_state(&admin, &world.ctl[0].instance_id),
+        "running"
+    );
+    // Without [fencing]: a clear refusal.
+    let (ok, out) = takeover(&c[0].with_file_name("sip1.star.toml"), "fence-peer");
+    assert!(!ok);
+    assert!(out.contains("star.toml has no [fencing]"), "{out}");
+
     // Bad input: an address outside the ENI's subnet is refused before any change.
     let c = configs(
         "[floating]\naddress = \"10.0.9.100/24\"\nmethod = \"aws-secondary-ip\"",
