@@ -82,7 +82,14 @@ pub fn spawn(
             if libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) < 0 {
                 return Err(io::Error::last_os_error());
             }
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            // Ignored dispositions survive exec too: whatever started init (nohup, a
+            // container runtime) may have ignored SIGHUP or SIGINT, and a service must
+            // still be stoppable by them. Every catchable signal goes back to its default.
+            for sig in 1..libc::SIGRTMIN() {
+                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                    libc::signal(sig, libc::SIG_DFL);
+                }
+            }
             // Own session and process group: init signals the whole group when it stops the
             // service, and a tty can become its controlling terminal.
             if libc::setsid() < 0 {
