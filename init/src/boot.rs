@@ -117,6 +117,16 @@ fn boot_and_supervise(
     };
     if opts.rescue {
         warn!("star.rescue: starting no services, only the rescue shell");
+        // Loud, because this is a root shell without a login on the console.
+        for line in [
+            "********************************************************************",
+            "* RESCUE MODE (star.rescue on the kernel command line): a root     *",
+            "* shell WITHOUT LOGIN on the console, and no services are running. *",
+            "* Boot without star.rescue to bring the array back.                *",
+            "********************************************************************",
+        ] {
+            console::line("star-init", line);
+        }
         config = rescue_config(Some(config));
     }
 
