@@ -91,8 +91,6 @@ method = "arp"
 url = "http://198.51.100.3:7400"
 [cluster]
 key = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
-[admin]
-password_hash = "\$6\$x\$y"
 EOF
     ip netns exec "$P-ctl$id" "$BIN" --config "$work/ctl$id.toml" --socket "$work/ctl$id.sock" \
       > "$work/ctl$id.log" 2>&1 &

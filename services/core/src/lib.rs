@@ -19,4 +19,5 @@ pub mod init_config;
 pub mod net_heartbeat;
 pub mod net_status;
 pub mod node_config;
+pub mod password;
 pub mod target_status;

@@ -27,7 +27,11 @@ pub struct NodeConfig {
     pub witness: Option<Witness>,
     /// Authenticates heartbeats and witness messages: the same on all three machines.
     pub cluster_key: Vec<u8>,
-    pub admin_password_hash: String,
+    /// The console's administrator: `None` when star.toml has no `[admin]` password, and
+    /// then every console login is refused (there is no default password).
+    pub admin_password_hash: Option<String>,
+    /// A console session with no command for this long is logged out; `None`: never.
+    pub console_idle_timeout: Option<Duration>,
     pub luns: Vec<Lun>,
     pub hosts: Vec<Host>,
     pub timeouts: Timeouts,
@@ -234,7 +238,7 @@ struct RawFile {
     floating: Option<Spanned<RawFloating>>,
     witness: Option<RawWitness>,
     cluster: RawCluster,
-    admin: RawAdmin,
+    admin: Option<RawAdmin>,
     #[serde(default)]
     lun: Vec<RawLun>,
     #[serde(default)]
@@ -318,7 +322,8 @@ struct RawCluster {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAdmin {
-    password_hash: Spanned<String>,
+    password_hash: Option<Spanned<String>>,
+    idle_timeout_min: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -596,14 +601,35 @@ fn validate(at: &Locator, raw: RawFile, errors: &mut Vec<ConfigError>) -> NodeCo
         }
     };
 
-    let hash = raw.admin.password_hash.get_ref().clone();
-    if !["$6$", "$5$", "$y$", "$2b$"]
-        .iter()
-        .any(|p| hash.starts_with(p))
-        || hash.matches('$').count() < 3
-    {
-        c.fail(raw.admin.password_hash.span(), "admin.password_hash", "must be a crypt(3) hash ($6$..., $y$..., $5$... or $2b$...): make one with `mkpasswd -m sha-512`");
-    }
+    let hash = raw
+        .admin
+        .as_ref()
+        .and_then(|a| a.password_hash.as_ref())
+        .and_then(|h| match crate::password::check_hash(h.get_ref()) {
+            Ok(()) => Some(h.get_ref().clone()),
+            Err(e) => {
+                c.fail(
+                    h.span(),
+                    "admin.password_hash",
+                    format!("{e}; {}", crate::password::HOW_TO_MAKE),
+                );
+                None
+            }
+        });
+    // Fifteen minutes, as a serial console left logged in is an open door.
+    let console_idle_timeout = match raw.admin.as_ref().and_then(|a| a.idle_timeout_min.as_ref()) {
+        None => Some(Duration::from_secs(15 * 60)),
+        Some(m) if *m.get_ref() == 0 => None,
+        Some(m) if *m.get_ref() > 24 * 60 => {
+            c.fail(
+                m.span(),
+                "admin.idle_timeout_min",
+                "must be 0 (never) to 1440 minutes (a day)",
+            );
+            None
+        }
+        Some(m) => Some(Duration::from_secs(u64::from(*m.get_ref()) * 60)),
+    };
 
     let mut luns = Vec::new();
     let mut lun_names = BTreeSet::new();
@@ -857,6 +883,7 @@ fn validate(at: &Locator, raw: RawFile, errors: &mut Vec<ConfigError>) -> NodeCo
         witness,
         cluster_key,
         admin_password_hash: hash,
+        console_idle_timeout,
         luns,
         hosts,
         timeouts,
@@ -1463,7 +1490,35 @@ mod tests {
         );
         assert_eq!(
             refused(&ctl1_with("password_hash = \"$6$", "password_hash = \"plain")),
-            vec!["star.toml:40:17: admin.password_hash: must be a crypt(3) hash ($6$..., $y$..., $5$... or $2b$...): make one with `mkpasswd -m sha-512`"]
+            vec!["star.toml:40:17: admin.password_hash: is not a crypt(3) hash: expected $6$ (SHA-512-crypt), $5$ (SHA-256-crypt) or $y$ (yescrypt); make one with `mkpasswd -m sha-512` or `mkpasswd -m yescrypt`"]
+        );
+        assert_eq!(
+            refused(&ctl1_with("password_hash = \"$6$starlab$vr5", "password_hash = \"$6$starlab$vr")),
+            vec!["star.toml:40:17: admin.password_hash: $6$ hash: the digest must be 86 characters of [./0-9A-Za-z] (it has 85): the hash was cut or mistyped; make one with `mkpasswd -m sha-512` or `mkpasswd -m yescrypt`"]
+        );
+        assert_eq!(
+            refused(&ctl1_with("[admin]\n", "[admin]\nidle_timeout_min = 2000\n")),
+            vec!["star.toml:39:20: admin.idle_timeout_min: must be 0 (never) to 1440 minutes (a day)"]
+        );
+        // No [admin] at all: valid, and no login will be accepted.
+        let text = example("lab-ctl1.star.toml");
+        let start = text.find("[admin]").unwrap();
+        let end = start + text[start..].find("\n\n").unwrap();
+        let c = NodeConfig::from_toml(
+            &format!("{}{}", &text[..start], &text[end..]),
+            Path::new("x"),
+        )
+        .unwrap();
+        assert_eq!(c.admin_password_hash, None);
+        assert_eq!(c.console_idle_timeout, Some(Duration::from_secs(900)));
+        let c = NodeConfig::from_toml(
+            &ctl1_with("[admin]\n", "[admin]\nidle_timeout_min = 0\n"),
+            Path::new("x"),
+        )
+        .unwrap();
+        assert_eq!(c.console_idle_timeout, None);
+        assert!(
+            crate::password::verify("star", c.admin_password_hash.as_deref().unwrap()).unwrap()
         );
         assert_eq!(
             refused(&ctl1_with("http://198.51.100.3:7400", "udp://198.51.100.3:7400")),

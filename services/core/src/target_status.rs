@@ -60,6 +60,26 @@ pub enum ArrayChange {
     ChapClear {
         host: String,
     },
+    /// Lets a host see more LUNs.
+    HostMap {
+        name: String,
+        luns: Vec<String>,
+    },
+    /// Hides LUNs from a host.
+    HostUnmap {
+        name: String,
+        luns: Vec<String>,
+    },
+    /// Where controller `node`'s portal listens (instead of its client address).
+    PortalSet {
+        node: u8,
+        address: std::net::IpAddr,
+        port: u16,
+    },
+    /// Back to the client address of controller `node`.
+    PortalClear {
+        node: u8,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

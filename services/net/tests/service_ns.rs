@@ -128,8 +128,6 @@ method = "arp"
 url = "http://198.51.100.3:7400"
 [cluster]
 key = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
-[admin]
-password_hash = "$6$x$y"
 "#,
     )
     .unwrap();

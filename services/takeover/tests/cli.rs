@@ -34,7 +34,7 @@ fn star_toml(name: &str, role: &str, floating: &str) -> Toml {
     let text = format!(
         "version = 1\n[array]\nname = \"cli\"\n[node]\nname = \"n{id}\"\nid = {id}\nrole = \"{role}\"\n\
          {interfaces}{floating}[cluster]\nkey = \"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"\n\
-         [admin]\npassword_hash = \"$6$x$y\"\n"
+         "
     );
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
