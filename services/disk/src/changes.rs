@@ -2,7 +2,7 @@
 //! target service's control socket), carried out on a disk and put into words.
 
 use crate::error::Error;
-use crate::{hosts, layout, luns};
+use crate::{hosts, layout, luns, portals};
 use star_core::array_config::{Chap, Host};
 use star_core::target_status::ArrayChange;
 use std::path::Path;
@@ -68,6 +68,43 @@ pub fn apply(disk: &Path, change: &ArrayChange) -> Result<(String, u64), Error> 
                     "host {host}: {} CHAP set",
                     if mutual { "mutual" } else { "one-way" }
                 ),
+                c.generation,
+                c.warnings,
+            )
+        }
+        ArrayChange::HostMap { name, luns } => {
+            let c = hosts::map(disk, name, luns)?;
+            (
+                format!("host {name} now sees {}", luns.join(", ")),
+                c.generation,
+                c.warnings,
+            )
+        }
+        ArrayChange::HostUnmap { name, luns } => {
+            let c = hosts::unmap(disk, name, luns)?;
+            (
+                format!("host {name} no longer sees {}", luns.join(", ")),
+                c.generation,
+                c.warnings,
+            )
+        }
+        ArrayChange::PortalSet {
+            node,
+            address,
+            port,
+        } => {
+            let c = portals::set(disk, *node, *address, *port)?;
+            let shown = std::net::SocketAddr::new(*address, *port);
+            (
+                format!("controller {node}'s portal is {shown}"),
+                c.generation,
+                c.warnings,
+            )
+        }
+        ArrayChange::PortalClear { node } => {
+            let c = portals::clear(disk, *node)?;
+            (
+                format!("controller {node}'s portal is its client address again"),
                 c.generation,
                 c.warnings,
             )

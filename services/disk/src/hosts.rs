@@ -83,7 +83,7 @@ pub fn plan_chap_clear(config: &ArrayConfig, name: &str) -> Result<ArrayConfig, 
 }
 
 /// Applies a config-only change to the disk at `path`.
-fn apply(
+pub(crate) fn apply(
     path: &Path,
     plan: impl FnOnce(&ArrayConfig) -> Result<ArrayConfig, Error>,
 ) -> Result<Changed<ArrayConfig>, Error> {

@@ -40,6 +40,7 @@ pub mod layout;
 pub mod locate;
 pub mod luns;
 pub mod ownership;
+pub mod portals;
 pub mod probe;
 pub mod record;
 pub mod superblock;

@@ -812,3 +812,66 @@ fn a_disk_file_on_tmpfs_works() {
     assert!(check::check(disk.path()).unwrap().is_clean());
     assert_eq!(names(&sfdisk_json(&disk)).len(), 4);
 }
+
+#[test]
+fn host_map_unmap_and_portals_through_the_operators_changes() {
+    use star_core::target_status::ArrayChange;
+    let disk = TempDisk::new("mapportal", 128);
+    init_lab(&disk);
+    let apply = |c: ArrayChange| star_disk::changes::apply(disk.path(), &c);
+    let (text, generation) = apply(ArrayChange::HostMap {
+        name: "client1".into(),
+        luns: vec!["logs".into()],
+    })
+    .unwrap();
+    assert_eq!(
+        text,
+        "host client1 now sees logs (array config generation 2)"
+    );
+    assert_eq!(generation, 2);
+    assert_eq!(read_config(&disk).config.hosts[0].luns, ["data0", "logs"]);
+
+    // Refusals change nothing on the disk.
+    let before = disk.bytes();
+    let e = apply(ArrayChange::HostUnmap {
+        name: "client1".into(),
+        luns: vec!["nope".into()],
+    })
+    .unwrap_err();
+    assert_eq!(e.to_string(), "host \"client1\" does not see LUN \"nope\"");
+    let e = apply(ArrayChange::HostMap {
+        name: "client1".into(),
+        luns: vec!["nope".into()],
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("no LUN named \"nope\""), "{e}");
+    let e = apply(ArrayChange::PortalSet {
+        node: 3,
+        address: "192.0.2.23".parse().unwrap(),
+        port: 3260,
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("controller 1 or 2"), "{e}");
+    assert!(disk.bytes() == before, "a refused change wrote to the disk");
+
+    apply(ArrayChange::HostUnmap {
+        name: "client1".into(),
+        luns: vec!["data0".into()],
+    })
+    .unwrap();
+    assert_eq!(read_config(&disk).config.hosts[0].luns, ["logs"]);
+
+    let (text, _) = apply(ArrayChange::PortalSet {
+        node: 2,
+        address: "fd00::22".parse().unwrap(),
+        port: 3261,
+    })
+    .unwrap();
+    assert!(
+        text.starts_with("controller 2's portal is [fd00::22]:3261"),
+        "{text}"
+    );
+    assert_eq!(read_config(&disk).config.portals.len(), 1);
+    apply(ArrayChange::PortalClear { node: 2 }).unwrap();
+    assert!(read_config(&disk).config.portals.is_empty());
+}
