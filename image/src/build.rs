@@ -335,11 +335,14 @@ pub fn services_file(root: &Path, board: &Board) -> Result<String, String> {
     let path = root.join("board/services.toml");
     let body = std::fs::read_to_string(&path).map_err(io_err(&path))?;
     let modules: Vec<String> = board.modules.iter().map(|m| format!("{m:?}")).collect();
-    let text = format!(
+    let mut text = format!(
         "# Written by star-image for the {} board.\n[init]\nhostname = \"star\"\nmodules = [{}]\n\n{body}",
         board.name,
         modules.join(", ")
     );
+    for console in &board.consoles {
+        text.push_str(&login_service(console));
+    }
     InitConfig::from_toml(&text, Path::new("/etc/star/init.toml")).map_err(|e| {
         format!(
             "the image's services file (from {}) is refused:\n{e}",
@@ -347,6 +350,18 @@ pub fn services_file(root: &Path, board: &Board) -> Result<String, String> {
         )
     })?;
     Ok(text)
+}
+
+/// The login on one of the board's consoles. It reads star.toml at every attempt, so it
+/// waits for nothing; every logout ends it and init starts it again at once, however
+/// often that happens.
+fn login_service(console: &str) -> String {
+    format!(
+        "\n# The console login on {console} (docs/shell.md): admin, star.toml's password, then the\n\
+         # star shell.\n[[service]]\nname = \"login-{}\"\nexec = [\"/bin/star-login\"]\n\
+         tty = \"/dev/{console}\"\nrestart = \"always\"\nrestart_sec = 0.2\nrestart_max_sec = 1\nstart_limit_burst = 1000\n",
+        console.to_lowercase()
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -385,6 +400,7 @@ fn add_initramfs_files(
         file("init", 0o755, read(&bins.join("star-init"))?),
         link("sbin/init", "/init"),
         file("bin/star", 0o755, read(&bins.join("star"))?),
+        file("bin/star-login", 0o755, read(&bins.join("star-login"))?),
         file("bin/star-config", 0o755, read(&bins.join("star-config"))?),
         file("bin/star-net", 0o755, read(&bins.join("star-net"))?),
         file("bin/star-time", 0o755, read(&bins.join("star-time"))?),
@@ -560,4 +576,33 @@ fn write_executable(path: &Path, text: &str) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::write(path, text).map_err(io_err(path))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).map_err(io_err(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_board_gets_a_login_on_each_of_its_consoles() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let boards = crate::board::known_boards(&root.join("board"));
+        assert!(!boards.is_empty());
+        for name in boards {
+            let board = crate::board::load(&root.join("board"), &name).unwrap();
+            let text = services_file(&root, &board).unwrap();
+            let config = InitConfig::from_toml(&text, Path::new("init.toml")).unwrap();
+            for console in &board.consoles {
+                let login = config
+                    .services
+                    .iter()
+                    .find(|s| s.tty.as_deref() == Some(Path::new(&format!("/dev/{console}"))))
+                    .unwrap_or_else(|| panic!("{name}: no login on {console}"));
+                assert_eq!(login.exec, ["/bin/star-login"], "{name}");
+                // A logout ends the service: it must come back at once, every time.
+                assert_eq!(login.restart, star_core::init_config::RestartPolicy::Always);
+                assert!(login.restart_delay_max <= std::time::Duration::from_secs(1));
+                assert!(login.start_limit_burst >= 1000);
+            }
+        }
+    }
 }

@@ -18,6 +18,8 @@ pub const USAGE: &str = "\
                       superblock, both config copies, partitions against the config
   lun list | lun create NAME SIZE | lun delete NAME [--force]
   host list | host add NAME IQN [LUN...] | host remove NAME
+  host map NAME LUN... | host unmap NAME LUN...
+  portal set NODE ADDRESS[:PORT] | portal clear NODE
   chap set HOST USER SECRET [MUTUAL_USER MUTUAL_SECRET] | chap clear HOST
                       array changes: through the active controller, or --disk PATH
   target status | target promote [--peer-dead] | target demote | target reconcile
@@ -29,7 +31,10 @@ pub const TARGET_SOCKET: &str = "/run/star/target.sock";
 /// Runs an array command; `None` when `words` is not one.
 pub fn run(words: &[&str], json: bool) -> Option<Result<String, String>> {
     let first = *words.first()?;
-    if !matches!(first, "disk" | "lun" | "host" | "chap" | "target") {
+    if !matches!(
+        first,
+        "disk" | "lun" | "host" | "chap" | "portal" | "target"
+    ) {
         return None;
     }
     let mut disk: Option<PathBuf> = None;
@@ -134,6 +139,25 @@ fn dispatch(
         ["host", "remove", name] => ArrayChange::HostRemove {
             name: name.to_string(),
         },
+        ["host", "map", name, luns @ ..] if !luns.is_empty() => ArrayChange::HostMap {
+            name: name.to_string(),
+            luns: luns.iter().map(|l| l.to_string()).collect(),
+        },
+        ["host", "unmap", name, luns @ ..] if !luns.is_empty() => ArrayChange::HostUnmap {
+            name: name.to_string(),
+            luns: luns.iter().map(|l| l.to_string()).collect(),
+        },
+        ["portal", "set", node, address] => {
+            let (address, port) = parse_portal(address)?;
+            ArrayChange::PortalSet {
+                node: parse_node(node)?,
+                address,
+                port,
+            }
+        }
+        ["portal", "clear", node] => ArrayChange::PortalClear {
+            node: parse_node(node)?,
+        },
         ["chap", "set", host, user, secret] => ArrayChange::ChapSet {
             host: host.to_string(),
             userid: user.to_string(),
@@ -162,6 +186,25 @@ fn dispatch(
             .map(|(text, _)| text)
             .map_err(|e| e.to_string()),
         None => target(&TargetRequest::Array { change }, json),
+    }
+}
+
+/// `192.0.2.21`, `192.0.2.21:3261`, `fd00::21` or `[fd00::21]:3261`; iSCSI's port 3260
+/// when none is given.
+pub fn parse_portal(text: &str) -> Result<(std::net::IpAddr, u16), String> {
+    if let Ok(sa) = text.parse::<std::net::SocketAddr>() {
+        return Ok((sa.ip(), sa.port()));
+    }
+    text.parse::<std::net::IpAddr>()
+        .map(|ip| (ip, 3260))
+        .map_err(|_| format!("{text:?} is not an address or address:port (192.0.2.21, 192.0.2.21:3260, [fd00::21]:3260)"))
+}
+
+fn parse_node(text: &str) -> Result<u8, String> {
+    match text {
+        "1" | "ctl1" => Ok(1),
+        "2" | "ctl2" => Ok(2),
+        _ => Err(format!("{text:?} is not a controller: 1 or 2")),
     }
 }
 
@@ -359,4 +402,37 @@ pub fn render_status(s: &TargetStatus) -> String {
         t.push_str(&format!("problem: {p}\n"));
     }
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn portals_are_written_as_people_write_them() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert_eq!(
+            parse_portal("192.0.2.21").unwrap(),
+            (ip("192.0.2.21"), 3260)
+        );
+        assert_eq!(
+            parse_portal("192.0.2.21:3261").unwrap(),
+            (ip("192.0.2.21"), 3261)
+        );
+        assert_eq!(parse_portal("fd00::21").unwrap(), (ip("fd00::21"), 3260));
+        assert_eq!(
+            parse_portal("[fd00::21]:3261").unwrap(),
+            (ip("fd00::21"), 3261)
+        );
+        assert!(parse_portal("ctl1.lab")
+            .unwrap_err()
+            .contains("is not an address"));
+        assert_eq!(parse_node("ctl2"), Ok(2));
+        assert!(parse_node("3").unwrap_err().contains("1 or 2"));
+        // Parsed before anything is asked of a service or a disk.
+        let r = run(&["portal", "set", "9", "192.0.2.21"], false).unwrap();
+        assert!(r.unwrap_err().contains("is not a controller"));
+        let r = run(&["host", "map", "app1"], false).unwrap();
+        assert!(r.unwrap_err().contains("unknown command"));
+    }
 }

@@ -1,9 +1,20 @@
-//! `star`: the operator's command line. It speaks the control sockets (star-core's
-//! protocol); everything it prints comes from there. [`array`] has the array's commands
-//! (disk, LUNs, hosts, CHAP, the target).
+//! `star`: the operator's command line and the console's shell. It speaks the control
+//! sockets (star-core's protocol); everything it prints comes from there.
+//!
+//! - [`commands`]: the table of commands and the one dispatcher behind `star WORDS` and
+//!   the shell.
+//! - [`status`]: the array at a glance, from every service; [`roles`]: switchover and
+//!   maintenance; [`array`]: the disk, LUNs, hosts, CHAP and the target; [`config`]:
+//!   star.toml shown and checked; [`perf`]: the live performance view.
+//! - [`shell`]: the interactive shell; [`login`]: the console login's decisions.
 
 pub mod array;
+pub mod commands;
+pub mod config;
+pub mod login;
 pub mod roles;
+pub mod shell;
+pub mod status;
 
 use star_core::control::{Reply, ServiceInfo};
 
