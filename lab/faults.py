@@ -289,6 +289,52 @@ def both_start_at_once(a):
         boot(n)
 
 
+def shell(node, command, expect, limit=60):
+    """Logs in on the node's serial console as an operator would (the lab's admin
+    password), types `command`, waits for `expect` after it, and logs out."""
+    import socket as sk
+
+    s = sk.socket(sk.AF_UNIX, sk.SOCK_STREAM)
+    s.connect(os.path.join(OUT, f"{node}.console"))
+
+    def after(mark):
+        return console(node)[mark:]
+
+    def step(send, want, mark):
+        s.sendall(send.encode() + b"\r")
+        wait(f"{want!r} on {node}'s console", lambda: want in after(mark), limit)
+        return mark + after(mark).index(want) + len(want)
+
+    def prompt(mark):
+        # The line editor reads ahead and drops what it read with the line it returns:
+        # type only at a fresh prompt.
+        wait(f"the prompt on {node}'s console", lambda: "> " in after(mark), limit)
+        return mark + after(mark).index("> ") + 2
+
+    try:
+        mark = len(console(node))
+        mark = step("", "login: ", mark)
+        mark = step(E.get("ADMIN_USER", "admin"), "Password: ", mark)
+        mark = step(E.get("ADMIN_PASSWORD", "star"), "`help` lists the commands", mark)
+        mark = step(command, expect, prompt(mark))
+        step("logout", "logged out", prompt(mark))
+    finally:
+        s.close()
+
+
+def switchover_and_back(a):
+    # The planned way, typed at the active's console: no fencing wait, and the standby
+    # takes over as soon as the active has handed over on disk. Then back again.
+    b = other(a)
+    shell(a, "switchover", "Switchover: active → ")
+    wait(f"{b} active", lambda: role(b) == "active", 60)
+    wait(f"{a} standby", lambda: role(a) == "standby", 60)
+    time.sleep(3)
+    shell(b, "switchover", "Switchover: active → ")
+    wait(f"{a} active again", lambda: role(a) == "active", 60)
+    wait(f"{b} standby again", lambda: role(b) == "standby", 60)
+
+
 SCENARIOS = {
     "kill-active": kill_active,
     "kill-standby": kill_standby,
@@ -301,6 +347,7 @@ SCENARIOS = {
     "stall-disk-of-active": stall_disk_of_active,
     "fail-disk-of-active": fail_disk_of_active,
     "both-start-at-once": both_start_at_once,
+    "switchover-and-back": switchover_and_back,
 }
 
 

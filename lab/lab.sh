@@ -154,6 +154,8 @@ WITNESS_PID=$(cat "$out/witness.pid")
 CTL1_CONSOLE=$out/ctl1.console
 CTL2_CONSOLE=$out/ctl2.console
 WITNESS_CONSOLE=$out/witness.console
+ADMIN_USER=admin
+ADMIN_PASSWORD=star
 CTL1_MONITOR=$out/ctl1.monitor
 CTL2_MONITOR=$out/ctl2.monitor
 SHARED_DISK=$out/shared.raw
@@ -174,7 +176,8 @@ STAR lab is up: witness, ctl1 and ctl2 (QEMU, $accel), one shared disk, two netw
   clients run in     $LAB_ENTER ...
     e.g. $LAB_ENTER iscsi-ls -s -i $INITIATOR_IQN iscsi://$CHAP_USER%$CHAP_SECRET@$VIP
   consoles           socat -,raw,echo=0 UNIX-CONNECT:$CTL1_CONSOLE   (ctl2, witness alike;
-                     logged to $out/NODE.log)
+                     logged to $out/NODE.log); log in as $ADMIN_USER / $ADMIN_PASSWORD,
+                     then `help`: status, lun, host, switchover, perf...
   shared disk        $SHARED_DISK
   details            $out/lab.env
 

@@ -66,13 +66,19 @@ fn the_lab_survives_the_reduced_fault_suite_without_losing_a_write() {
         "CTL1_CONSOLE=",
         "CTL2_CONSOLE=",
         "SHARED_DISK=",
+        "ADMIN_PASSWORD=",
     ] {
         assert!(env.contains(key), "lab.env lacks {key}:\n{env}");
     }
 
     let faults = lab
         .cmd("lab/faults.py")
-        .args(["--scenarios", "kill-active,pause-active", "--runs", "1"])
+        .args([
+            "--scenarios",
+            "kill-active,pause-active,switchover-and-back",
+            "--runs",
+            "1",
+        ])
         .output()
         .unwrap();
     let summary = String::from_utf8_lossy(&faults.stdout).to_string();
@@ -82,7 +88,7 @@ fn the_lab_survives_the_reduced_fault_suite_without_losing_a_write() {
     let line = summary.lines().last().unwrap_or_default();
     assert!(
         line.starts_with(
-            "faults: 2 scenarios, 2 runs, acked writes lost 0, dual-active 0, max client gap "
+            "faults: 3 scenarios, 3 runs, acked writes lost 0, dual-active 0, max client gap "
         ),
         "{summary}{details}"
     );
