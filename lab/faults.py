@@ -297,6 +297,17 @@ def shell(node, command, expect, limit=60):
     s = sk.socket(sk.AF_UNIX, sk.SOCK_STREAM)
     s.connect(os.path.join(OUT, f"{node}.console"))
 
+    def drain():
+        # What the console prints comes back on this socket too; unread, it would hold
+        # QEMU's serial port back. The log file is where it is read.
+        try:
+            while s.recv(65536):
+                pass
+        except OSError:
+            pass
+
+    threading.Thread(target=drain, daemon=True).start()
+
     def after(mark):
         return console(node)[mark:]
 
