@@ -81,6 +81,18 @@ pub enum TakeoverRequest {
     Status,
     /// Power the peer off by star.toml's `[fencing]` (star-heartbeat, when it takes over).
     FencePeer,
+    /// After an acquire: make the clients of the previous holder drop these connections
+    /// at once, rather than when their own timeouts run out (star-heartbeat passes what
+    /// the peer's disk slot last listed).
+    ResetConnections { connections: Vec<TcpConnection> },
+}
+
+/// One TCP connection to the floating address, as its holder sees it: its own end (the
+/// floating address and the portal's port) and the client's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TcpConnection {
+    pub local: std::net::SocketAddr,
+    pub remote: std::net::SocketAddr,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,6 +163,15 @@ mod tests {
             (TakeoverRequest::Acquire, r#"{"cmd":"acquire"}"#),
             (TakeoverRequest::Release, r#"{"cmd":"release"}"#),
             (TakeoverRequest::Status, r#"{"cmd":"status"}"#),
+            (
+                TakeoverRequest::ResetConnections {
+                    connections: vec![TcpConnection {
+                        local: "192.0.2.100:3260".parse().unwrap(),
+                        remote: "192.0.2.50:51234".parse().unwrap(),
+                    }],
+                },
+                r#"{"cmd":"reset_connections","connections":[{"local":"192.0.2.100:3260","remote":"192.0.2.50:51234"}]}"#,
+            ),
         ] {
             assert_eq!(serde_json::to_string(&request).unwrap(), line);
             assert_eq!(

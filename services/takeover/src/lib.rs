@@ -5,13 +5,14 @@
 //! |---|---|
 //! | [`method`] | the `FloatingMethod` trait and the choice of method |
 //! | [`l2`] | method `arp`: the address over netlink, then gratuitous ARP or unsolicited NA |
-//! | [`aws`] | the AWS methods, through star-aws (not in this build yet) |
+//! | [`aws`] | the AWS methods, through star-aws |
 //! | [`address`] | the floating address on the client interface: observe, change, confirm |
 //! | [`plan`] | pure: which address changes make the node hold it, or not |
 //! | [`frames`] | pure: the ARP and neighbour advertisement frames, byte by byte |
 //! | [`announce`] | bursts of announcements and the guard that stops a stale one |
 //! | [`packet`] | the `AF_PACKET` socket they go out of |
 //! | [`service`] | the control socket |
+//! | [`tickle`] | tickle ACKs: the previous holder's client connections reset after a takeover |
 //! | [`oneshot`] | the command form |
 //! | [`cli`] | the command line |
 
@@ -27,3 +28,4 @@ pub mod oneshot;
 pub mod packet;
 pub mod plan;
 pub mod service;
+pub mod tickle;

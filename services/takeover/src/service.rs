@@ -216,6 +216,35 @@ impl Service {
                     Err(message) => TakeoverReply::Error { message },
                 }
             }
+            TakeoverRequest::ResetConnections { connections } => {
+                let floating = self
+                    .node
+                    .as_ref()
+                    .and_then(|n| n.floating.as_ref())
+                    .map(|f| f.address);
+                let result = match floating {
+                    None => Err("this service has no floating address".to_string()),
+                    Some(address) => match self.method.status() {
+                        Ok(o) if o.held => crate::tickle::send(&connections, address),
+                        Ok(_) => Err(format!(
+                            "{address} is not held here: the previous holder's clients are not this node's to reset"
+                        )),
+                        Err(e) => Err(format!("status: {e}")),
+                    },
+                };
+                match result {
+                    Ok(message) => {
+                        log(&message);
+                        TakeoverReply::Done { message }
+                    }
+                    Err(e) => {
+                        log(&format!("reset connections: {e}"));
+                        TakeoverReply::Error {
+                            message: format!("reset connections: {e}"),
+                        }
+                    }
+                }
+            }
             TakeoverRequest::Status => match self.method.status() {
                 Ok(o) => TakeoverReply::Status {
                     status: Box::new(self.status(o.held, o.observed)),

@@ -443,10 +443,12 @@ key = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
             let n = notify.recv(&mut buf).expect("READY=1 from star-takeover");
             let message = String::from_utf8_lossy(&buf[..n]);
             if message.contains("READY=1") {
-                assert!(
-                    message.contains("STATUS=arp 192.0.2.100/24: not held"),
-                    "{message}"
+                let want = format!(
+                    "STATUS=arp {}/{}: not held",
+                    self.family.floating(),
+                    self.family.prefix()
                 );
+                assert!(message.contains(&want), "{message}");
                 return socket;
             }
         }
@@ -840,4 +842,119 @@ fn bad_input_is_refused_by_name_and_changes_nothing() {
     let all = lab.ip("ctl1", &["addr", "show"]);
     assert!(!all.contains("2001:db8::100"), "{all}");
     assert_eq!(ipv4(&lab), own);
+}
+
+/// A listener in `who` on `port` that accepts connections and holds them open, saying
+/// nothing: a target whose client waits for an answer.
+fn hold_connections(lab: &Lab, who: &str, port: u16) {
+    let any: IpAddr = match lab.family {
+        Family::V4 => "0.0.0.0".parse().unwrap(),
+        Family::V6 => "::".parse().unwrap(),
+    };
+    let listener = in_ns(&lab.ns(who), move || {
+        TcpListener::bind(SocketAddr::new(any, port)).expect("bind the listener")
+    });
+    listener.set_nonblocking(true).unwrap();
+    let stop = lab.stop.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        while !stop.load(Ordering::SeqCst) {
+            match listener.accept() {
+                Ok((s, _)) => held.push(s),
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    });
+}
+
+fn tickled(family: Family, tag: &str) {
+    const HELD: u16 = 3261;
+    let mut lab = Lab::new(tag, family);
+    let (c1, c2) = (lab.config("ctl1"), lab.config_repeating("ctl2", 0));
+    lab.ok("ctl1", &c1, "acquire");
+    hold_connections(&lab, "ctl1", HELD);
+    let vip = SocketAddr::new(lab.floating(), HELD);
+    // Two clients of ctl1, each waiting for an answer that will never come.
+    let connect = || {
+        in_ns(&lab.ns("client"), move || {
+            let s = TcpStream::connect_timeout(&vip, Duration::from_secs(5)).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(4))).unwrap();
+            s
+        })
+    };
+    let (mut listed, mut unlisted) = (connect(), connect());
+    let listed_end = listed.local_addr().unwrap();
+
+    // ctl1 dies without a word: its port goes dark.
+    lab.ip("ctl1", &["link", "set", "eth0", "down"]);
+    let socket = lab.service("ctl2", &c2);
+    let ask = |line: String| -> serde_json::Value {
+        let stream = UnixStream::connect(&socket).expect("connect to the service");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        (&stream).write_all(format!("{line}\n").as_bytes()).unwrap();
+        let mut reply = String::new();
+        BufReader::new(&stream).read_line(&mut reply).unwrap();
+        serde_json::from_str(&reply).unwrap_or_else(|e| panic!("{e}: {reply}"))
+    };
+    let reset = serde_json::json!({
+        "cmd": "reset_connections",
+        "connections": [
+            {"local": vip.to_string(), "remote": listed_end.to_string()},
+            // An address ctl2 does not take over is left alone.
+            {"local": SocketAddr::new(family.own("ctl1").split('/').next().unwrap().parse().unwrap(), HELD).to_string(),
+             "remote": listed_end.to_string()},
+        ]
+    })
+    .to_string();
+    // Not held yet: nothing is sent, and the reply says why.
+    let refused = ask(reset.clone());
+    assert_eq!(refused["reply"], "error", "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("is not held here"),
+        "{refused}"
+    );
+
+    assert_eq!(ask(r#"{"cmd":"acquire"}"#.into())["reply"], "done");
+    let done = ask(reset);
+    assert_eq!(
+        done,
+        serde_json::json!({"reply": "done", "message":
+            "tickle ACKs sent to 1 client connection(s) of the previous holder; 1 to other addresses ignored"})
+    );
+    // The listed client learns at once that its connection is gone ...
+    let started = Instant::now();
+    let mut buf = [0u8; 16];
+    let err = listed
+        .read(&mut buf)
+        .expect_err("the connection must be reset");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // ... while the one nobody named waits on, until its own timeout.
+    let err = unlisted.read(&mut buf).expect_err("no data comes");
+    assert!(
+        matches!(
+            err.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_previous_holders_ipv4_clients_are_reset_after_a_takeover() {
+    tickled(Family::V4, "tickle4");
+}
+
+#[test]
+fn the_previous_holders_ipv6_clients_are_reset_after_a_takeover() {
+    tickled(Family::V6, "tickle6");
 }
