@@ -23,7 +23,7 @@ use crate::records::{role_from_code, role_name};
 use crate::role::{self, Action, Event, Machine, Mono, Operator, Role, Step, StepResult};
 use crate::timing::{self, Timing};
 use star_core::heartbeat_status::{
-    HeartbeatReply, HeartbeatRequest, HeartbeatStatus, PeerView, TakeoverRequest,
+    HeartbeatReply, HeartbeatRequest, HeartbeatStatus, PeerView, TakeoverRequest, TcpConnection,
 };
 use star_core::net_heartbeat::{self, Heartbeat, FLAG_DISK_OK, FLAG_MAINTENANCE};
 use star_core::node_config::{Addressing, NodeConfig, Purpose, Role as NodeRole};
@@ -294,7 +294,8 @@ pub fn run(o: Options) -> Result<(), String> {
     // The relations the safety argument needs between these timeouts were checked when
     // star.toml was loaded (node_config): a set that breaks one never gets here.
     let fault = o.disk_fault.clone().map_or(Fault::none(), Fault::from_file);
-    let shared = SharedDisk::open(&r.disk, me, fault, r.advertise)?;
+    let shared = SharedDisk::open(&r.disk, me, fault, r.advertise)?
+        .with_floating(r.node.floating.as_ref().map(|f| f.address));
     let mut startup_log = Vec::new();
     let own = match shared.read_slot(me, &mut startup_log) {
         Ok(s) => s.map(|s| s.incarnation),
@@ -373,6 +374,7 @@ pub fn run(o: Options) -> Result<(), String> {
         peer_healthy: true,
         witness: witness_tx,
         last_witness: None,
+        peer_conns: Vec::new(),
         peer_seen: None,
         tx: tx.clone(),
         target_socket: o.target_socket.clone(),
@@ -409,6 +411,9 @@ struct Daemon {
     peer_healthy: bool,
     witness: Option<Sender<u64>>,
     last_witness: Option<String>,
+    /// The client connections the peer's slot listed last: reset once we hold the
+    /// floating address.
+    peer_conns: Vec<TcpConnection>,
     peer_seen: Option<(Mono, Heartbeat)>,
     tx: Sender<Msg>,
     target_socket: PathBuf,
@@ -430,6 +435,9 @@ impl Daemon {
                     log(&format!("peer's slot: it takes heartbeats on {a}"));
                     self.peer_addr = Some(a);
                 }
+            }
+            Msg::Disk(Report::PeerConnections(conns)) => {
+                self.peer_conns = conns;
             }
             Msg::Disk(Report::Event(e)) => {
                 if let Event::OwnershipRead(Some(o)) = &e {
@@ -458,6 +466,9 @@ impl Daemon {
             }
             Msg::Step(step, result, text) => {
                 log(&text);
+                if step == Step::TakeoverAcquire && result == StepResult::Ok {
+                    self.reset_peer_connections();
+                }
                 self.step(Event::StepDone { step, result });
             }
             Msg::Control(req, reply) => {
@@ -678,6 +689,32 @@ impl Daemon {
                 }
                 Ok(r) => log(&format!("power fence of the peer FAILED: {r}")),
                 Err(e) => log(&format!("power fence of the peer FAILED: {e}")),
+            }
+        });
+    }
+
+    /// Once the floating address is ours: the clients the peer served on it are told at
+    /// once that those connections are gone (tickle ACKs through star-takeover), instead
+    /// of each waiting out its own command timeout before it logs in again here. Like the
+    /// power fence, it does not hold up the promotion, and a failure is logged.
+    fn reset_peer_connections(&mut self) {
+        let connections = std::mem::take(&mut self.peer_conns);
+        if connections.is_empty() {
+            return;
+        }
+        let socket = self.takeover_socket.clone();
+        std::thread::spawn(move || {
+            let reply: std::io::Result<serde_json::Value> = star_core::control::call(
+                &socket,
+                &TakeoverRequest::ResetConnections { connections },
+                Duration::from_secs(10),
+            );
+            match reply {
+                Ok(r) => log(&format!(
+                    "the peer's client connections: {}",
+                    r.get("message").and_then(|m| m.as_str()).unwrap_or("?")
+                )),
+                Err(e) => log(&format!("the peer's client connections: not reset: {e}")),
             }
         });
     }

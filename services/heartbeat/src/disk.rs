@@ -10,6 +10,7 @@
 use crate::fault::Fault;
 use crate::records;
 use crate::role::{Event, Mail, Owner, Slot};
+use star_core::heartbeat_status::TcpConnection;
 use star_disk::buf::Block;
 use star_disk::io::{Access, Disk};
 use star_disk::layout::{heartbeat_block, mailbox_block, meta_block_offset};
@@ -47,6 +48,11 @@ pub struct SharedDisk {
     /// The address in the peer's slot when it last changed, until the worker reports it.
     peer_address: Cell<Option<SocketAddr>>,
     peer_address_reported: Cell<Option<SocketAddr>>,
+    /// The floating address: our client connections on it go into our slot.
+    floating: Option<std::net::IpAddr>,
+    /// The client connections the peer's slot listed last, until the worker reports them.
+    peer_conns: std::cell::RefCell<Vec<TcpConnection>>,
+    peer_conns_reported: std::cell::RefCell<Vec<TcpConnection>>,
 }
 
 /// What the worker says besides the event: things for the log, and the peer's
@@ -55,6 +61,9 @@ pub enum Report {
     Event(Event),
     Log(String),
     PeerAddress(SocketAddr),
+    /// The client connections in the peer's slot, each time the list changes to a
+    /// non-empty one (an empty list says nothing the last one did not).
+    PeerConnections(Vec<TcpConnection>),
 }
 
 impl SharedDisk {
@@ -72,7 +81,26 @@ impl SharedDisk {
             advertise,
             peer_address: Cell::new(None),
             peer_address_reported: Cell::new(None),
+            floating: None,
+            peer_conns: Default::default(),
+            peer_conns_reported: Default::default(),
         })
+    }
+
+    /// Lists our client connections on `floating` in every slot we write.
+    pub fn with_floating(mut self, floating: Option<std::net::IpAddr>) -> SharedDisk {
+        self.floating = floating;
+        self
+    }
+
+    /// The peer's client connections, once each time its slot lists a new set.
+    fn new_peer_connections(&self) -> Option<Vec<TcpConnection>> {
+        let seen = self.peer_conns.borrow();
+        if !seen.is_empty() && *seen != *self.peer_conns_reported.borrow() {
+            *self.peer_conns_reported.borrow_mut() = seen.clone();
+            return Some(seen.clone());
+        }
+        None
     }
 
     /// The peer's heartbeat address, once each time its slot names a new one.
@@ -106,10 +134,13 @@ impl SharedDisk {
     /// A node's slot; `Ok(None)` with a log line when it is corrupt.
     pub fn read_slot(&self, node: u8, log: &mut Vec<String>) -> std::io::Result<Option<Slot>> {
         let b = self.read(heartbeat_block(node).expect("node 1 or 2"), "slot read")?;
-        Ok(match records::decode_slot_and_address(node, &b) {
-            Ok(Some((slot, addr))) => {
-                if node != self.me && addr.is_some() {
-                    self.peer_address.set(addr);
+        Ok(match records::decode_slot_with(node, &b) {
+            Ok(Some((slot, extras))) => {
+                if node != self.me && extras.addr.is_some() {
+                    self.peer_address.set(extras.addr);
+                }
+                if node != self.me {
+                    *self.peer_conns.borrow_mut() = extras.conns;
                 }
                 Some(slot)
             }
@@ -153,7 +184,20 @@ impl SharedDisk {
         match job {
             Job::WriteHeartbeat(slot) => {
                 let started = crate::daemon::now();
-                let block = records::encode_slot(me, &slot, self.advertise);
+                // A few hundred bytes from /proc each interval, on the active only in
+                // practice: only the holder of the floating address has connections on it.
+                let conns = self
+                    .floating
+                    .map(crate::connections::on)
+                    .unwrap_or_default();
+                let block = records::encode_slot_with(
+                    me,
+                    &slot,
+                    &records::SlotExtras {
+                        addr: self.advertise,
+                        conns,
+                    },
+                );
                 match self.write(heartbeat_block(me).expect("1 or 2"), &block, "slot write") {
                     Ok(()) => Event::HeartbeatWritten {
                         latency: crate::daemon::now().saturating_sub(started),
@@ -250,6 +294,9 @@ pub fn spawn_worker(disk: SharedDisk, jobs: Receiver<Job>, events: Sender<crate:
                 if let Some(addr) = disk.new_peer_address() {
                     let _ = events.send(crate::daemon::Msg::Disk(Report::PeerAddress(addr)));
                 }
+                if let Some(conns) = disk.new_peer_connections() {
+                    let _ = events.send(crate::daemon::Msg::Disk(Report::PeerConnections(conns)));
+                }
                 if events
                     .send(crate::daemon::Msg::Disk(Report::Event(ev)))
                     .is_err()
@@ -259,4 +306,61 @@ pub fn spawn_worker(disk: SharedDisk, jobs: Receiver<Job>, events: Sender<crate:
             }
         })
         .expect("spawn the disk thread");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::role::{Role, Slot};
+
+    /// The active's client connections go through the shared disk to its peer: one node
+    /// writes its slot with what the kernel lists on its floating address, the other
+    /// reads it and reports the list, once.
+    #[test]
+    fn the_actives_client_connections_reach_the_peer_through_its_slot() {
+        let path = std::env::temp_dir().join(format!("star-hb-conns-{}.img", std::process::id()));
+        std::fs::File::create(&path)
+            .unwrap()
+            .set_len(80 << 20)
+            .unwrap();
+        star_disk::init::init(
+            &path,
+            &star_disk::init::InitRequest::new("star-lab", 1, 1_800_000_000),
+        )
+        .unwrap();
+        // A real connection whose serving end is on the "floating" address.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (_served, _) = listener.accept().unwrap();
+        let want = TcpConnection {
+            local: listener.local_addr().unwrap(),
+            remote: client.local_addr().unwrap(),
+        };
+
+        let active = SharedDisk::open(&path, 1, Fault::none(), None)
+            .unwrap()
+            .with_floating(Some("127.0.0.1".parse().unwrap()));
+        let standby = SharedDisk::open(&path, 2, Fault::none(), None).unwrap();
+        let slot = Slot {
+            incarnation: 7,
+            seq: 1,
+            role: Role::Active,
+            term: 1,
+        };
+        let mut log = Vec::new();
+        active.run(Job::WriteHeartbeat(slot), &mut log);
+        assert!(matches!(
+            standby.run(Job::ReadPeerSlot, &mut log),
+            Event::PeerSlotRead(Some(_))
+        ));
+        let reported = standby
+            .new_peer_connections()
+            .expect("the list is reported");
+        assert!(reported.contains(&want), "{reported:?}");
+        // Read again without a new write: nothing new to report.
+        standby.run(Job::ReadPeerSlot, &mut log);
+        assert_eq!(standby.new_peer_connections(), None);
+        assert!(log.is_empty(), "{log:?}");
+        std::fs::remove_file(&path).unwrap();
+    }
 }

@@ -5,9 +5,11 @@
 //! ```text
 //! heartbeat slot  magic STARHBT1, sequence = seq
 //!   {"node":1,"incarnation":1767225600000,"seq":42,"role":"active","term":3,
-//!    "addr":"198.51.100.11:7401"}
+//!    "addr":"198.51.100.11:7401",
+//!    "conns":[{"local":"192.0.2.100:3260","remote":"192.0.2.50:51234"}]}
 //!   (addr: where the writer takes UDP heartbeats, so that star.toml need not name the
-//!   peer's address, which DHCP may choose)
+//!   peer's address, which DHCP may choose; conns: the writer's client connections to
+//!   the floating address, which the node taking over resets with tickle ACKs)
 //! mailbox         magic STARMBX1, sequence = the term the message is about (0 for empty)
 //!   {"mail":"empty"}  {"mail":"poison_pill","term":4}
 //!   {"mail":"hand_over_request","term":3}  {"mail":"hand_over_ack","term":3}
@@ -19,6 +21,7 @@
 
 use crate::role::{Mail, Role, Slot};
 use serde::{Deserialize, Serialize};
+use star_core::heartbeat_status::TcpConnection;
 use star_disk::buf::Block;
 use star_disk::record::{self, RecordError, HEARTBEAT, MAILBOX};
 use std::net::SocketAddr;
@@ -90,8 +93,10 @@ pub fn role_name(r: Role) -> &'static str {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// Unknown fields are ignored rather than refused: a peer running newer firmware may
+/// add some, and its slot must not read as corrupt (which would look like a dead peer).
+/// Damage is the CRC's to catch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct SlotJson {
     node: u8,
     incarnation: u64,
@@ -100,6 +105,22 @@ struct SlotJson {
     term: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     addr: Option<SocketAddr>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    conns: Vec<TcpConnection>,
+}
+
+/// At most this many client connections go into a slot: with IPv6 addresses they still
+/// fit its 4 KiB record with room to spare.
+pub const MAX_SLOT_CONNECTIONS: usize = 24;
+
+/// What a slot carries besides the heartbeat itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SlotExtras {
+    /// Where the writer takes UDP heartbeats.
+    pub addr: Option<SocketAddr>,
+    /// The writer's client connections to the floating address, for the node that takes
+    /// over from it to reset (star-takeover's tickle ACKs).
+    pub conns: Vec<TcpConnection>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,13 +134,31 @@ enum MailJson {
 
 /// `addr`: where this node takes UDP heartbeats, for the peer to send them to.
 pub fn encode_slot(node: u8, s: &Slot, addr: Option<SocketAddr>) -> Block {
+    encode_slot_with(
+        node,
+        s,
+        &SlotExtras {
+            addr,
+            conns: Vec::new(),
+        },
+    )
+}
+
+/// A slot with its extras; connections beyond [`MAX_SLOT_CONNECTIONS`] are left out.
+pub fn encode_slot_with(node: u8, s: &Slot, extras: &SlotExtras) -> Block {
     let json = serde_json::to_vec(&SlotJson {
         node,
         incarnation: s.incarnation,
         seq: s.seq,
         role: s.role.into(),
         term: s.term,
-        addr,
+        addr: extras.addr,
+        conns: extras
+            .conns
+            .iter()
+            .take(MAX_SLOT_CONNECTIONS)
+            .copied()
+            .collect(),
     })
     .expect("plain data serializes");
     record::encode(&HEARTBEAT, s.seq, &json).expect("a slot fits a record")
@@ -135,6 +174,11 @@ pub fn decode_slot_and_address(
     node: u8,
     block: &Block,
 ) -> Result<Option<(Slot, Option<SocketAddr>)>, String> {
+    decode_slot_with(node, block).map(|s| s.map(|(slot, extras)| (slot, extras.addr)))
+}
+
+/// A slot with everything its writer put in it.
+pub fn decode_slot_with(node: u8, block: &Block) -> Result<Option<(Slot, SlotExtras)>, String> {
     let rec = match record::decode(&HEARTBEAT, &block.0) {
         Err(RecordError::NeverWritten) => return Ok(None),
         Err(e) => return Err(format!("heartbeat slot of node {node}: {e}")),
@@ -155,7 +199,10 @@ pub fn decode_slot_and_address(
             role: j.role.into(),
             term: j.term,
         },
-        j.addr,
+        SlotExtras {
+            addr: j.addr,
+            conns: j.conns,
+        },
     )))
 }
 
@@ -226,6 +273,36 @@ mod tests {
             "{text}"
         );
         assert_eq!(decode_slot_and_address(1, &b), Ok(Some((s, Some(addr)))));
+
+        // Client connections ride along, as many as fit the cap, IPv6 ones too.
+        let conns: Vec<TcpConnection> = (0..40u16)
+            .map(|i| TcpConnection {
+                local: "[2001:db8:ffff:ffff:ffff:ffff:ffff:100]:3260"
+                    .parse()
+                    .unwrap(),
+                remote: format!("[2001:db8:ffff:ffff:ffff:ffff:ffff:ffff]:{}", 60000 + i)
+                    .parse()
+                    .unwrap(),
+            })
+            .collect();
+        let extras = SlotExtras {
+            addr: Some(addr),
+            conns: conns.clone(),
+        };
+        let b = encode_slot_with(1, &s, &extras);
+        let (slot, back) = decode_slot_with(1, &b).unwrap().unwrap();
+        assert_eq!(slot, s);
+        assert_eq!(back.conns, conns[..MAX_SLOT_CONNECTIONS]);
+        // A field a newer writer adds is ignored, not taken for damage.
+        let json = br#"{"node":1,"incarnation":5,"seq":7,"role":"standby","term":2,"later":true}"#;
+        let b = Block(crate::records::tests::raw_slot(7, json));
+        assert_eq!(decode_slot(1, &b).unwrap().unwrap().seq, 7);
+    }
+
+    /// A slot record around `json`, as a writer of any version would make it.
+    pub(crate) fn raw_slot(seq: u64, json: &[u8]) -> [u8; 4096] {
+        let b = record::encode(&HEARTBEAT, seq, json).unwrap();
+        b.0
     }
 
     #[test]
