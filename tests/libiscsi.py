@@ -111,6 +111,7 @@ lib.iscsi_scsi_command_sync.restype = ctypes.POINTER(ScsiTask)
 lib.scsi_free_scsi_task.argtypes = [ctypes.POINTER(ScsiTask)]
 lib.iscsi_destroy_context.argtypes = [ctypes.c_void_p]
 lib.iscsi_set_timeout.argtypes = [ctypes.c_void_p, ctypes.c_int]
+lib.iscsi_set_noautoreconnect.argtypes = [ctypes.c_void_p, ctypes.c_int]
 lib.iscsi_scsi_command_sync.argtypes = [
     ctypes.c_void_p,
     ctypes.c_int,
@@ -141,6 +142,10 @@ def connect(url, initiator, timeout=None):
     # on a Standby path it fails (that is the point), and the probe must get that far.
     if timeout:
         lib.iscsi_set_timeout(ctx, timeout)
+    # A lost connection is the caller's to handle (it reconnects, through the floating
+    # address, with a fresh context). libiscsi's own reconnect, in its synchronous loop,
+    # spins on a connection the target reset instead of failing the command.
+    lib.iscsi_set_noautoreconnect(ctx, 1)
     if lib.iscsi_connect_sync(ctx, u.portal) != 0:
         error = lib.iscsi_get_error(ctx).decode()
         lib.iscsi_destroy_context(ctx)
