@@ -1,7 +1,7 @@
 //! The maintenance shell on a booted controller's serial console, typed the way an
 //! operator types it: a wrong password refused, the right one let in, `status` showing
 //! the role the heartbeat decided, a LUN created at the prompt that an initiator then
-//! sees, and `logout` bringing the login back.
+//! sees, `perf` showing that initiator's reads, and `logout` bringing the login back.
 
 use star_lab::array::{controller_with, free_port, shared_disk, until_ok, TARGET_IQN};
 use star_lab::scratch;
@@ -68,6 +68,30 @@ fn an_operator_logs_in_sees_the_role_creates_a_lun_and_logs_out() {
         capacity.contains("RETURNED LOGICAL BLOCK ADDRESS:65535"),
         "iscsi-readcapacity16 {url}:\n{capacity}"
     );
+
+    // `perf` shows the reads an initiator makes on the new LUN, on its row.
+    let mut reader = std::process::Command::new("iscsi-perf")
+        .args(["-i", VIEWER, "-b", "8", "-m", "4", &url])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("iscsi-perf (libiscsi-bin)");
+    std::thread::sleep(Duration::from_secs(2));
+    let prompts = c1.serial().matches("ctl1 (active)> ").count();
+    c1.type_line("perf -n 3");
+    c1.wait_for("Ctrl-C ends", SHORT);
+    c1.wait_for_count("ctl1 (active)> ", prompts + 1, SHORT);
+    let _ = reader.kill();
+    let _ = reader.wait();
+    let serial = c1.serial();
+    let screens = &serial[serial.find("Ctrl-C ends").unwrap_or(0)..];
+    let busy = screens.lines().any(|l| {
+        let cells: Vec<&str> = l.split_whitespace().collect();
+        cells.first() == Some(&"data7")
+            && cells.get(1).and_then(|c| c.parse::<f64>().ok()) > Some(0.0)
+    });
+    assert!(busy, "no reads on data7 in perf's screens:\n{screens}");
+    assert!(screens.contains("data7  IOPS  |"), "no graph:\n{screens}");
 
     // A command that cannot work says why and what to do.
     let prompts = c1.serial().matches("ctl1 (active)> ").count();

@@ -252,21 +252,21 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn done(text: String) -> Outcome {
+    pub(crate) fn done(text: String) -> Outcome {
         Outcome {
             text,
             ok: true,
             code: 0,
         }
     }
-    fn failed(text: String) -> Outcome {
+    pub(crate) fn failed(text: String) -> Outcome {
         Outcome {
             text,
             ok: false,
             code: 1,
         }
     }
-    fn not_understood(text: String) -> Outcome {
+    pub(crate) fn not_understood(text: String) -> Outcome {
         Outcome {
             text,
             ok: false,
@@ -325,7 +325,9 @@ pub fn run(words: &[&str], ctx: &Context) -> Outcome {
         ["logs", rest @ ..] => return logs(rest, ctx),
         _ => {}
     }
-    // PERF-HOOK
+    if let ["perf", rest @ ..] = words {
+        return crate::perf::run(rest, ctx.json, &ctx.stop);
+    }
     if let Some(r) = roles::run(words, ctx.json) {
         return Outcome::from(r);
     }

@@ -12,6 +12,7 @@ pub mod array;
 pub mod commands;
 pub mod config;
 pub mod login;
+pub mod perf;
 pub mod roles;
 pub mod shell;
 pub mod status;
