@@ -179,18 +179,23 @@ cat > "$tree/root/reference-cluster.sh" << 'EOF'
 set -eu
 IQN=iqn.2003-01.org.linux-iscsi.reference:data1
 INITIATORS="iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test-2"
+# The agents run targetcli several times per start and stop, a few seconds each under
+# emulation: their 10 s default timeouts would fail the group.
+SLOW="op start timeout=120s stop timeout=120s monitor interval=10s timeout=60s"
 pcs cluster setup reference ref1 addr=198.51.100.11 ref2 addr=198.51.100.12 \
   --corosync_conf /etc/corosync/corosync.conf --overwrite --no-cluster-uuid
 cibadmin --empty > /tmp/cib.xml
 pcs -f /tmp/cib.xml property set stonith-enabled=false no-quorum-policy=ignore
 pcs -f /tmp/cib.xml resource create ref-vip ocf:heartbeat:IPaddr2 \
   ip=192.0.2.100 cidr_netmask=24 nic=eth0 --group reference
+# The portal is on the floating address: given the default portal (0.0.0.0:3260), the
+# lio-t agent creates none, having turned targetcli's auto_add_default_portal off.
 pcs -f /tmp/cib.xml resource create ref-target ocf:heartbeat:iSCSITarget \
-  implementation=lio-t iqn="$IQN" portals=0.0.0.0:3260 \
-  allowed_initiators="$INITIATORS" --group reference
+  implementation=lio-t iqn="$IQN" portals=192.0.2.100:3260 \
+  allowed_initiators="$INITIATORS" $SLOW --group reference
 pcs -f /tmp/cib.xml resource create data1 ocf:heartbeat:iSCSILogicalUnit \
   implementation=lio-t target_iqn="$IQN" lun=0 path=/dev/disk/by-partlabel/star-lun-data1 \
-  allowed_initiators="$INITIATORS" --group reference
+  allowed_initiators="$INITIATORS" $SLOW --group reference
 install -o hacluster -g haclient -m 600 /tmp/cib.xml /var/lib/pacemaker/cib/cib.xml
 rm -f /tmp/cib.xml
 EOF

@@ -41,6 +41,23 @@ fn an_operator_logs_in_sees_the_role_creates_a_lun_and_logs_out() {
     // A lone controller becomes active only after peer_dead, the pill and msgwait, with
     // the witness's grant; until then `status` says standby.
     c1.wait_for("role promoting → active", Duration::from_secs(240));
+    // The screen has a login too (the qemu board lists tty1), and it stays up: running,
+    // never restarted.
+    c1.type_line("services");
+    c1.wait_for("login-tty1 ", SHORT);
+    std::thread::sleep(Duration::from_secs(1));
+    let serial = c1.serial();
+    let row = serial
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("login-tty1 "))
+        .unwrap_or_default();
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        (cells.get(1), cells.get(3)),
+        (Some(&"running"), Some(&"0")),
+        "{row}"
+    );
     c1.type_line("status");
     c1.wait_for("ctl1: controller 1 ACTIVE in term 1", SHORT);
     c1.wait_for("peer: controller 2 not heard over the interconnect", SHORT);
