@@ -30,6 +30,45 @@ pub struct Overview {
     pub heartbeat: Result<HeartbeatStatus, String>,
     pub target: Result<TargetStatus, String>,
     pub floating: Result<TakeoverStatus, String>,
+    pub system: Result<SystemLoad, String>,
+}
+
+/// The machine itself: how long it has run and the memory it uses.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SystemLoad {
+    pub uptime_sec: f64,
+    pub mem_total_kib: u64,
+    /// MemTotal less MemAvailable: what the kernel could not hand out without swapping
+    /// or dropping something still wanted.
+    pub mem_used_kib: u64,
+}
+
+/// Reads /proc/uptime and /proc/meminfo's text.
+pub fn parse_system(uptime: &str, meminfo: &str) -> Result<SystemLoad, String> {
+    let uptime_sec = uptime
+        .split_whitespace()
+        .next()
+        .and_then(|u| u.parse::<f64>().ok())
+        .ok_or_else(|| format!("/proc/uptime holds {:?}", uptime.trim()))?;
+    let field = |name: &str| {
+        meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .ok_or_else(|| format!("/proc/meminfo has no {name}"))
+    };
+    let total = field("MemTotal")?;
+    let available = field("MemAvailable")?;
+    Ok(SystemLoad {
+        uptime_sec,
+        mem_total_kib: total,
+        mem_used_kib: total.saturating_sub(available),
+    })
+}
+
+fn read_system() -> Result<SystemLoad, String> {
+    let read = |p: &str| std::fs::read_to_string(p).map_err(|e| format!("{p}: {e}"));
+    parse_system(&read("/proc/uptime")?, &read("/proc/meminfo")?)
 }
 
 fn ask_heartbeat() -> Result<HeartbeatStatus, String> {
@@ -75,6 +114,7 @@ pub fn gather() -> Overview {
         heartbeat: ask_heartbeat(),
         target: ask_target(),
         floating: ask_takeover(),
+        system: read_system(),
     }
 }
 
@@ -133,6 +173,15 @@ pub fn render(o: &Overview) -> String {
             ));
         }
         Err(e) => t.push_str(&format!("{}: roles unknown: {e}\n", o.host)),
+    }
+    match &o.system {
+        Ok(l) => t.push_str(&format!(
+            "system: up {}, memory in use {} MiB of {} MiB\n",
+            crate::human_duration(l.uptime_sec),
+            l.mem_used_kib / 1024,
+            l.mem_total_kib / 1024
+        )),
+        Err(e) => t.push_str(&format!("system: {e}\n")),
     }
     match &o.floating {
         Ok(f) => t.push_str(&format!(
@@ -237,6 +286,7 @@ pub fn to_json(o: &Overview) -> serde_json::Value {
         "roles": part(&o.heartbeat),
         "target": part(&o.target),
         "floating": part(&o.floating),
+        "system": part(&o.system),
     })
 }
 
@@ -442,7 +492,32 @@ mod tests {
                 last_action: None,
                 announce: None,
             }),
+            system: Ok(SystemLoad {
+                uptime_sec: 66.0,
+                mem_total_kib: 481 * 1024,
+                mem_used_kib: 38 * 1024 + 500,
+            }),
         }
+    }
+
+    #[test]
+    fn the_system_line_comes_from_proc() {
+        let meminfo = "MemTotal:         492544 kB\nMemFree:          400000 kB\nMemAvailable:     453632 kB\n";
+        assert_eq!(
+            parse_system("66.12 60.00\n", meminfo).unwrap(),
+            SystemLoad {
+                uptime_sec: 66.12,
+                mem_total_kib: 492544,
+                mem_used_kib: 492544 - 453632,
+            }
+        );
+        assert_eq!(
+            parse_system("66.12 60.00\n", "MemTotal: 1 kB\n").unwrap_err(),
+            "/proc/meminfo has no MemAvailable"
+        );
+        assert!(parse_system("", meminfo)
+            .unwrap_err()
+            .contains("/proc/uptime"));
     }
 
     #[test]
@@ -453,6 +528,7 @@ mod tests {
             "peer: controller 2 STANDBY in term 4, heard over the interconnect 0.1 s ago",
             "own disk slot written 0.0 s ago; peer's disk slot unchanged for 0.1 s",
             "witness: granted term 4",
+            "system: up 1 m 06 s, memory in use 38 MiB of 481 MiB",
             "floating address 192.0.2.100/24 (arp): held here",
             "session iqn.2026-01.org.star:client1 from 192.0.2.50",
             "  expected RTO 3.4 s",
