@@ -6,14 +6,15 @@ TARGET       := x86_64-unknown-linux-gnu
 STATIC_FLAGS := -C target-feature=+crt-static
 BOARD        ?= qemu
 
-.PHONY: help build static test lint bench image lab lab-deps lab-up lab-down faults clean
+.PHONY: help build static test lint bench bench-deps versus image lab lab-deps lab-up lab-down faults clean
 
 help:
 	@echo "make build    debug build of every crate"
 	@echo "make static   static release binaries (target/$(TARGET)/release/)"
 	@echo "make test     unit and integration tests (root needed for the PID-namespace tests)"
 	@echo "make lint     rustfmt check and clippy with warnings as errors"
-	@echo "make bench    benchmarks of star-init, the images and the target; results in bench/results/"
+	@echo "make bench    every benchmark, ending with STAR against the traditional stack (bench/RESULTS.md)"
+	@echo "make versus [VERSUS_RUNS=N]   only STAR against the traditional stack (bench/versus.py)"
 	@echo "make image BOARD=qemu|virtualbox|aws-ec2 [CONFIG=star.toml]   disk images in out/BOARD/"
 	@echo "make lab      the two-controller lab under QEMU, until Ctrl-C (root; see lab/lab.sh)"
 	@echo "make lab-up   the same in the background: out/lab/lab.env; make lab-down ends it"
@@ -35,12 +36,27 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-bench: static
+bench: lab-deps bench-deps static
 	bench/init.sh
 	bench/image.sh
 	bench/target.sh
 	bench/takeover.sh
 	bench/faults.sh
+	bench/versus.py --runs $(VERSUS_RUNS)
+
+VERSUS_RUNS ?= 3
+
+# The reference appliance is built with debootstrap; the portal benchmark is qemu-img's,
+# through QEMU's libiscsi driver (qemu-block-extra).
+bench-deps:
+	@command -v debootstrap >/dev/null && command -v zstd >/dev/null && \
+		command -v iscsi-test-cu >/dev/null && \
+		test -e /usr/lib/x86_64-linux-gnu/qemu/block-iscsi.so || \
+		(apt-get update -q && apt-get install -y -q --no-install-recommends \
+			debootstrap e2fsprogs zstd cpio gzip qemu-block-extra libiscsi-bin)
+
+versus: lab-deps bench-deps static
+	bench/versus.py --runs $(VERSUS_RUNS)
 
 image: static
 	$(CARGO) run -q -p star-image -- build --board $(BOARD) --bin-dir target/$(TARGET)/release \

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Builds the reference appliance: the "traditional stack" that STAR is measured against,
-# as users put it together by hand today (see /work/shared/seeds, 001): a general Debian
-# with systemd, LIO configured with targetcli and restored at boot by rtslib-fb-targetctl,
-# and Pacemaker/corosync managed with pcs, fencing off, for the two-controller setup.
+# as users put it together by hand today (the project's seed article: two controllers
+# from stock Linux parts): a general Debian with systemd, LIO configured with targetcli
+# and restored at boot by rtslib-fb-targetctl, and Pacemaker/corosync managed with pcs,
+# fencing off, for the two-controller setup.
 #
 #   bench/reference/build.sh [OUT]      (OUT, else $REF_OUT, else out/reference)
 #
 # OUT receives vmlinuz and initrd.img (for QEMU's direct kernel boot), root.raw (a sparse
 # ext4 image of the root file system, label reference-root), cmdline (the kernel command
-# line without the reference.mode= part) and packages.txt (dpkg -l of the root).
+# line without the reference.mode= part), packages.txt (dpkg -l of the root) and
+# build.log (what debootstrap, apt-get and pcs printed).
 #
 # Two stages. The first, debootstrap plus the packages, is slow and depends only on the
 # package list, the kernel and this stage's own code, so its result is kept as a tarball
@@ -89,6 +91,7 @@ in_root() { # TREE COMMAND...: COMMAND in a chroot with /proc, /sys and /dev, in
   # namespace of its own so that nothing stays mounted when it ends, however it ends.
   local tree=$1
   shift
+  # shellcheck disable=SC2016 # expanded by the inner shell
   unshare --mount --propagation private -- /bin/sh -ec '
     t=$1; shift
     mount -t proc proc "$t/proc"
@@ -103,8 +106,8 @@ in_root() { # TREE COMMAND...: COMMAND in a chroot with /proc, /sys and /dev, in
 install_stage() {
   local tree=$1
   unshare --mount --propagation private -- \
-    debootstrap --variant=minbase "$suite" "$tree" "$mirror" > "$tree.debootstrap.log" 2>&1 ||
-    { tail -30 "$tree.debootstrap.log" >&2; die "debootstrap failed (log: $tree.debootstrap.log)"; }
+    debootstrap --variant=minbase "$suite" "$tree" "$mirror" >> "$log" 2>&1 ||
+    { tail -30 "$log" >&2; die "debootstrap failed (log: $log)"; }
   # The kernel comes from the security archive, and updates from bookworm-updates.
   cat > "$tree/etc/apt/sources.list" << EOF
 deb $mirror $suite main
@@ -119,13 +122,13 @@ EOF
   mkdir -p "$tree/etc/systemd/network"
   ln -sf /dev/null "$tree/etc/systemd/network/99-default.link"
   cp /etc/resolv.conf "$tree/etc/resolv.conf"
-  in_root "$tree" apt-get update > "$tree.apt.log" 2>&1 ||
-    { tail -30 "$tree.apt.log" >&2; die "apt-get update in the tree failed"; }
-  in_root "$tree" apt-get install -y --no-install-recommends "${packages[@]}" >> "$tree.apt.log" 2>&1 ||
-    { tail -40 "$tree.apt.log" >&2; die "installing the packages failed (log: $tree.apt.log)"; }
-  in_root "$tree" apt-get clean
+  in_root "$tree" apt-get update >> "$log" 2>&1 ||
+    { tail -30 "$log" >&2; die "apt-get update in the tree failed (log: $log)"; }
+  in_root "$tree" apt-get install -y --no-install-recommends "${packages[@]}" >> "$log" 2>&1 ||
+    { tail -40 "$log" >&2; die "installing the packages failed (log: $log); if $kernel is
+  no longer in the archive, the host's package lists are older than it: apt-get update"; }
+  in_root "$tree" apt-get clean >> "$log" 2>&1
   rm -rf "$tree"/var/lib/apt/lists/* "$tree/usr/sbin/policy-rc.d" "$tree/etc/resolv.conf"
-  rm -f "$tree.debootstrap.log" "$tree.apt.log"
 }
 
 key=$( {
@@ -136,6 +139,8 @@ key=$( {
 tarball=$cache/rootfs-$kversion-$key.tar.zst
 
 mkdir -p "$out" "$cache"
+log=$out/build.log
+: > "$log"
 work=$(mktemp -d "$out/.build.XXXXXX")
 cleanup() { rm -rf --one-file-system "$work"; }
 trap cleanup EXIT
@@ -148,7 +153,7 @@ else
   say "stage 1: debootstrap $suite (minbase) and ${#packages[@]} packages with $kernel; takes minutes"
   install_stage "$tree"
   tar -C "$tree" --numeric-owner --xattrs --xattrs-include='*' -c . |
-    zstd -q -T0 -3 -o "$tarball.tmp"
+    zstd -q -f -T0 -3 -o "$tarball.tmp"
   mv "$tarball.tmp" "$tarball"
   rm -rf --one-file-system "$tree"
   mkdir "$tree"
@@ -159,6 +164,17 @@ zstd -q -d -c "$tarball" | tar -C "$tree" --numeric-owner --xattrs --xattrs-incl
 say "stage 2: configuration"
 tar -C "$here/rootfs" --owner=0 --group=0 --numeric-owner -c . |
   tar -C "$tree" --no-overwrite-dir -x
+# etc/rtslib-fb-target/saveconfig.json is what `targetcli saveconfig` wrote on this
+# appliance after these commands (targetcli needs configfs, so they cannot run here):
+#   targetcli /backstores/block create name=data1 dev=/dev/disk/by-partlabel/star-lun-data1
+#   targetcli /iscsi create iqn.2003-01.org.linux-iscsi.reference:data1
+#   targetcli /iscsi/iqn.2003-01.org.linux-iscsi.reference:data1/tpg1/luns create /backstores/block/data1
+#   targetcli /iscsi/iqn.2003-01.org.linux-iscsi.reference:data1/tpg1/acls create iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test
+#   targetcli /iscsi/iqn.2003-01.org.linux-iscsi.reference:data1/tpg1/acls create iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test-2
+#   targetcli saveconfig
+# The backstore names the partition by its udev link, so the restore does not depend on
+# the order in which the disks appear.
+chmod 600 "$tree/etc/rtslib-fb-target/saveconfig.json"
 echo "$machine_id" > "$tree/etc/machine-id"
 rm -f "$tree/var/lib/dbus/machine-id" "$tree/var/lib/systemd/random-seed"
 chmod 755 "$tree"/usr/local/sbin/*
@@ -199,8 +215,8 @@ pcs -f /tmp/cib.xml resource create data1 ocf:heartbeat:iSCSILogicalUnit \
 install -o hacluster -g haclient -m 600 /tmp/cib.xml /var/lib/pacemaker/cib/cib.xml
 rm -f /tmp/cib.xml
 EOF
-in_root "$tree" /bin/sh /root/reference-cluster.sh > "$work/cluster.log" 2>&1 ||
-  { cat "$work/cluster.log" >&2; die "generating the cluster configuration with pcs failed"; }
+in_root "$tree" /bin/sh /root/reference-cluster.sh >> "$log" 2>&1 ||
+  { tail -20 "$log" >&2; die "generating the cluster configuration with pcs failed (log: $log)"; }
 rm -f "$tree/root/reference-cluster.sh"
 
 # Units: what each mode runs is decided by the conditions in the drop-ins, not here.
@@ -214,7 +230,7 @@ find "$tree" -xdev -newermt "@$SOURCE_DATE_EPOCH" -exec touch -h -d "@$SOURCE_DA
 
 cp "$tree/boot/vmlinuz-$kversion" "$out/vmlinuz"
 cp "$tree/boot/initrd.img-$kversion" "$out/initrd.img"
-dpkg --root="$tree" -l > "$out/packages.txt"
+COLUMNS=200 dpkg --root="$tree" -l > "$out/packages.txt"
 echo "root=LABEL=$label rw console=ttyS0,115200n8 quiet panic=10" > "$out/cmdline"
 
 # The root file system: what the tree holds plus room to run (journal, Pacemaker's
@@ -226,4 +242,25 @@ truncate -s "${size_mb}M" "$out/root.raw"
 E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH mke2fs -q -F -t ext4 -L "$label" -U "$fs_uuid" \
   -E "hash_seed=$fs_uuid,root_owner=0:0" -d "$tree" "$out/root.raw" ||
   die "mke2fs failed"
+# mke2fs -d copies each file's ctime (the moment the build wrote the file) and atime (the
+# last time it read it); both get the build's clock, in every inode in use, so that two
+# builds from one cached tree give the same bytes.
+dumpe2fs "$out/root.raw" 2> /dev/null | awk -v t="$SOURCE_DATE_EPOCH" '
+  /^Inode count:/ { n = $3 }
+  /^  Free inodes: / {
+    sub(/^  Free inodes: */, "")
+    m = split($0, ranges, /, */)
+    for (k = 1; k <= m; k++) {
+      if (ranges[k] == "") continue
+      split(ranges[k], ab, "-")
+      if (ab[2] == "") ab[2] = ab[1]
+      for (i = ab[1] + 0; i <= ab[2] + 0; i++) free[i] = 1
+    }
+  }
+  END {
+    for (i = 1; i <= n; i++)
+      if (!(i in free) && (i == 2 || i >= 11)) printf "sif <%d> ctime @%d\nsif <%d> atime @%d\n", i, t, i, t
+  }' > "$work/times.debugfs"
+E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH debugfs -w -f "$work/times.debugfs" "$out/root.raw" > /dev/null 2>&1 ||
+  die "debugfs (setting inode times) failed"
 say "done: $out (root.raw ${size_mb} MiB, $(du -k "$out/root.raw" | cut -f1) KiB allocated; kernel $kversion)"

@@ -17,6 +17,8 @@
 #
 # Builds the appliance (REF_OUT, default out/reference) when it is missing, and STAR's
 # static binaries (make static) when `star` is missing. Exits non-zero on a failure.
+# REF_SMOKE_TIMEOUT: seconds to wait for the first answer (default 600); REF_SMOKE_HOLD:
+# seconds to keep the VMs running after the checks, to look at them.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -27,7 +29,7 @@ bins=$root/target/x86_64-unknown-linux-gnu/release
 config=tests/configs/target-ctl.star.toml
 iqn=iqn.2003-01.org.linux-iscsi.reference:data1
 initiator=iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test
-netns=ref-lab
+netns="ref-lab"
 # Seconds to wait for the first INQUIRY answer: TCG is slow, a Debian boot slower still.
 timeout=${REF_SMOKE_TIMEOUT:-600}
 
@@ -49,11 +51,15 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-command -v qemu-system-x86_64 > /dev/null || die "qemu-system-x86_64 missing: apt-get install qemu-system-x86"
-command -v iscsi-inq > /dev/null || {
-  say "installing libiscsi-bin (iscsi-inq)"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y libiscsi-bin > /dev/null || die "cannot install libiscsi-bin"
-}
+need=()
+command -v qemu-system-x86_64 > /dev/null || need+=(qemu-system-x86)
+command -v iscsi-inq > /dev/null || need+=(libiscsi-bin)
+command -v python3 > /dev/null || need+=(python3)
+if [ ${#need[@]} -gt 0 ]; then
+  say "installing ${need[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need[@]}" > /dev/null ||
+    die "cannot install ${need[*]}"
+fi
 for f in vmlinuz initrd.img root.raw cmdline; do
   [ -f "$ref/$f" ] && continue
   say "no $ref/$f: building the reference appliance"
@@ -91,6 +97,8 @@ vm() {
 # console SOCKET COMMAND: runs COMMAND in the root shell on a serial console (the
 # appliance logs root in there) and prints its output. Reads everything the console
 # sends, so that QEMU is never held back by an unread socket.
+# console SOCKET --poweroff: types poweroff and stays until QEMU closes the socket: bytes
+# still queued for the guest when a client disconnects are dropped.
 console() {
   python3 - "$@" << 'EOF'
 import socket, sys, time
@@ -123,6 +131,10 @@ for _ in range(60):
         break
 else:
     sys.exit("no shell prompt on the console:\n" + seen[-500:].decode(errors="replace"))
+if command == "--poweroff":
+    s.sendall(b"poweroff\r")
+    read_until(b"\0never", 60)
+    sys.exit(0)
 # The markers are split in the typed line, so only the command's output joins them.
 seen = b""
 s.sendall(b"echo '=='BEGIN; " + command.encode() + b"; echo '=='END\r")
@@ -138,24 +150,24 @@ mem_in_use() { # SOCKET: MemTotal - MemAvailable in MiB
     awk '/^MemTotal:/ {t = $2} /^MemAvailable:/ {a = $2} END {if (t && a) printf "%.1f\n", (t - a) / 1024; else exit 1}'
 }
 
+# poweroff_vms NAME...: types poweroff on each console, waits up to 60 s for the VMs to
+# go, kills what is left.
 poweroff_vms() {
-  local n
-  for n in "$@"; do
-    python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b"poweroff\r")' \
-      "$work/$n.sock" 2> /dev/null || true
-  done
-  local i
+  local n p i alive
+  for n in "$@"; do console "$work/$n.sock" --poweroff > /dev/null 2>&1 & done
   for ((i = 0; i < 120; i++)); do
-    local alive=0 p
+    alive=0
     for p in "${pids[@]}"; do kill -0 "$p" 2> /dev/null && alive=1; done
     [ $alive = 0 ] && break
     sleep 0.5
   done
-  cleanup_pids=()
-  for p in "${pids[@]}"; do kill -0 "$p" 2> /dev/null && cleanup_pids+=("$p"); done
-  [ ${#cleanup_pids[@]} = 0 ] || say "the VMs did not power off in 60 s; killing them"
-  for p in "${pids[@]}"; do kill "$p" 2> /dev/null || true; wait "$p" 2> /dev/null || true; done
+  [ $alive = 0 ] || say "the VMs did not power off in 60 s; killing them"
+  for p in "${pids[@]}"; do
+    kill "$p" 2> /dev/null || true
+    wait "$p" 2> /dev/null || true
+  done
   pids=()
+  wait
 }
 
 # wait_inquiry URL START NAME... [-- PREFIX...]: polls INQUIRY every 0.2 s; prints the
@@ -168,7 +180,10 @@ wait_inquiry() {
   [ $# -gt 0 ] && { shift; run=("$@"); }
   local p n
   while :; do
-    if "${run[@]}" timeout 5 iscsi-inq -i "$initiator" "$url" > "$work/inq.out" 2>&1; then
+    # LUN 0 must be the backstore: a target without it still answers INQUIRY for LUN 0,
+    # from LIO's placeholder device, with the qualifier "not connected".
+    if "${run[@]}" timeout 5 iscsi-inq -i "$initiator" "$url" > "$work/inq.out" 2>&1 &&
+      grep -Eq 'Qualifier: *CONNECTED' "$work/inq.out"; then
       python3 -c 'import sys,time; print("%.1f" % (time.time() - float(sys.argv[1])))' "$start"
       return 0
     fi
@@ -189,6 +204,17 @@ wait_inquiry() {
   done
 }
 
+# hold NAME...: with REF_SMOKE_HOLD=SECONDS, leaves the VMs running that long for a look
+# at their consoles (socat -,raw,echo=0 UNIX-CONNECT:SOCKET).
+hold() {
+  [ -n "${REF_SMOKE_HOLD:-}" ] || return 0
+  local n
+  for n in "$@"; do say "holding for $REF_SMOKE_HOLD s: console of $n: $work/$n.sock (log $work/$n.log)"; done
+  # In the background, so that a signal ends the wait (and the trap cleans up) at once.
+  sleep "$REF_SMOKE_HOLD" &
+  wait $!
+}
+
 report_disk() {
   local apparent allocated
   apparent=$(stat -c %s "$ref/root.raw")
@@ -207,6 +233,7 @@ smoke_single() {
   grep -q "Vendor\|Product" "$work/inq.out" || { cat "$work/inq.out" >&2; die "iscsi-inq answered without an identity"; }
   mem=$(mem_in_use "$work/single.sock") || die "cannot read /proc/meminfo on the console"
   grep -qa "reference: serving" "$work/single.log" || say "note: no 'reference: serving' line on the console"
+  hold single
   poweroff_vms single
   echo "single: boot to serving (first INQUIRY answer): $secs s"
   echo "single: memory in use (MemTotal - MemAvailable): $mem MiB"
@@ -246,6 +273,7 @@ smoke_cluster() {
   mem1=$(mem_in_use "$work/ref1.sock") || die "cannot read /proc/meminfo on ref1's console"
   mem2=$(mem_in_use "$work/ref2.sock") || die "cannot read /proc/meminfo on ref2's console"
   console "$work/ref1.sock" "crm_mon -1 -r 2>&1 | sed -n '/Full List of Resources/,\$p'" > "$work/crm_mon.txt" || true
+  hold ref1 ref2
   poweroff_vms ref1 ref2
   echo "cluster: boot to serving on the floating address (first INQUIRY answer): $secs s"
   echo "cluster: memory in use (MemTotal - MemAvailable): ref1 $mem1 MiB, ref2 $mem2 MiB"

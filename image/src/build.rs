@@ -397,28 +397,23 @@ fn add_initramfs_files(
         kind: EntryKind::CharDevice { major, minor },
     };
     let mut entries = vec![
-        file("init", 0o755, read(&bins.join("star-init"))?),
-        link("sbin/init", "/init"),
-        file("bin/star", 0o755, read(&bins.join("star"))?),
-        file("bin/star-login", 0o755, read(&bins.join("star-login"))?),
-        file("bin/star-config", 0o755, read(&bins.join("star-config"))?),
-        file("bin/star-net", 0o755, read(&bins.join("star-net"))?),
-        file("bin/star-time", 0o755, read(&bins.join("star-time"))?),
-        file("bin/star-target", 0o755, read(&bins.join("star-target"))?),
-        file(
-            "bin/star-heartbeat",
-            0o755,
-            read(&bins.join("star-heartbeat"))?,
-        ),
-        file("bin/star-witness", 0o755, read(&bins.join("star-witness"))?),
-        file(
-            "bin/star-takeover",
-            0o755,
-            read(&bins.join("star-takeover"))?,
-        ),
+        // Every program is star-box under its own name: one copy of the code they share
+        // in the RAM the root file system lives in.
+        file("bin/star-box", 0o755, read(&bins.join("star-box"))?),
+        link("init", "/bin/star-box"),
+        link("sbin/init", "/bin/star-box"),
+        link("bin/star", "star-box"),
+        link("bin/star-login", "star-box"),
+        link("bin/star-config", "star-box"),
+        link("bin/star-net", "star-box"),
+        link("bin/star-time", "star-box"),
+        link("bin/star-target", "star-box"),
+        link("bin/star-heartbeat", "star-box"),
+        link("bin/star-witness", "star-box"),
+        link("bin/star-takeover", "star-box"),
         // The kernel's orderly_poweroff and people's habits both call these.
-        link("sbin/poweroff", "/bin/star"),
-        link("sbin/reboot", "/bin/star"),
+        link("sbin/poweroff", "/bin/star-box"),
+        link("sbin/reboot", "/bin/star-box"),
         file("bin/busybox", 0o755, read(busybox)?),
         file("etc/star/init.toml", 0o644, services.as_bytes().to_vec()),
         file(
@@ -524,6 +519,8 @@ pub fn build_static_binaries(root: &Path) -> Result<PathBuf, String> {
             "star-witness",
             "-p",
             "star-takeover",
+            "-p",
+            "star-box",
         ])
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
         .current_dir(root)

@@ -17,6 +17,7 @@ pub mod kmod;
 pub mod logbuf;
 pub mod mounts;
 pub mod notify;
+pub mod program;
 pub mod runtime;
 pub mod spawn;
 pub mod supervisor;

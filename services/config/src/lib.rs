@@ -5,4 +5,5 @@ pub mod bootstrap;
 pub mod imds;
 pub mod overrides;
 pub mod partition;
+pub mod program;
 pub mod resolve;

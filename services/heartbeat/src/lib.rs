@@ -13,6 +13,7 @@ pub mod connections;
 pub mod daemon;
 pub mod disk;
 pub mod fault;
+pub mod program;
 pub mod records;
 pub mod role;
 pub mod timing;

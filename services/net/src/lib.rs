@@ -4,4 +4,5 @@
 
 pub mod dhcp;
 pub mod netlink;
+pub mod program;
 pub mod service;

@@ -27,5 +27,6 @@ pub mod method;
 pub mod oneshot;
 pub mod packet;
 pub mod plan;
+pub mod program;
 pub mod service;
 pub mod tickle;

@@ -36,6 +36,7 @@ pub mod desired;
 pub mod model;
 pub mod observe;
 pub mod plan;
+pub mod program;
 pub mod service;
 pub mod sim;
 

@@ -2,4 +2,5 @@
 //! (169.254.169.123 on EC2), starting from what the RTC gave at boot. Wall-clock time is
 //! for logs and for AWS request signatures; heartbeats and timeouts never use it.
 
+pub mod program;
 pub mod sntp;

@@ -17,5 +17,6 @@ pub mod freshness;
 pub mod grant;
 pub mod http;
 pub mod message;
+pub mod program;
 pub mod server;
 pub mod store;

@@ -1,0 +1,516 @@
+#!/usr/bin/env python3
+"""STAR against the traditional stack, side by side, in one run.
+
+The reference is the appliance our users build by hand today (bench/reference/build.sh:
+Debian with systemd, targetcli-fb restoring the same LUN and ACLs at boot, corosync and
+pacemaker). Both boot the same kernel package under the same QEMU (TCG, 1 vCPU, 512 MiB)
+with the same shared disk, made by `star disk init`, and export the same partition
+(star-lun-data1, 32 MiB). For each, RUNS boots, and in each boot:
+
+  boot to serving   the guest's uptime when the LUN first answered INQUIRY through the
+                    portal: the host polls iscsi-inq every 0.1 s, then reads the guest's
+                    uptime on the serial console and takes off the time since the answer
+  memory            MemTotal - MemAvailable, read on the console 20 s after serving
+  throughput, IOPS  qemu-img bench through the portal (libiscsi in QEMU's block layer):
+                    128 KiB and 4 KiB requests, 16 in flight, read and write
+  ceiling           (the reference's guest, which has a shell and dd) the same request
+                    sizes and depth straight to the partition, from inside the VM: what
+                    the emulated disk gives with no iSCSI in between, for both, since the
+                    virtual hardware is the same
+
+and once per system, libiscsi's conformance suite (iscsi-test-cu --dataloss -t ALL).
+Failover: STAR's client gap after kill -9 of the active, from the lab's fault suite
+(lab/faults.py, scenario kill-active); the reference's, from two reference VMs running
+their pacemaker cluster in a network namespace, when --reference-failover is given and
+the cluster runs (see bench/reference/README.md).
+
+Each figure is the median of the runs, with the minimum and maximum. Writes
+bench/results/<date>.json and bench/RESULTS.md.
+
+usage: bench/versus.py [--runs N] [--bench-count N] [--no-failover] [--reference-failover]
+Needs root (network namespaces for the failover), `make static`, qemu-system-x86,
+qemu-block-extra, libiscsi-bin; `make bench` installs them.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BINS = os.path.join(ROOT, "target/x86_64-unknown-linux-gnu/release")
+CONFIG = "tests/configs/target-ctl.star.toml"
+INITIATOR = "iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test"
+INITIATOR2 = "iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test-2"
+STAR_IQN = "iqn.2026-11.org.star-array:star-test"
+REF_IQN = "iqn.2003-01.org.linux-iscsi.reference:data1"
+STAR_ADMIN = ("admin", "startest-admin")  # tests/configs/target-ctl.star.toml
+LUN_PARTITION = "/dev/disk/by-partlabel/star-lun-data1"
+SETTLE = 20.0  # seconds after serving before memory is read
+
+
+def say(*a):
+    print("versus:", *a, file=sys.stderr, flush=True)
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw).stdout
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def spread(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": len(values)}
+
+
+class Console:
+    """A VM's serial console on a Unix socket. Everything it sends is read at once, so
+    QEMU is never held back by an unread socket, and kept for searching."""
+
+    def __init__(self, path):
+        for _ in range(100):
+            try:
+                self.s = socket.socket(socket.AF_UNIX)
+                self.s.connect(path)
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError(f"no console socket {path}")
+        self.text = ""
+        self.lock = threading.Lock()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        while True:
+            try:
+                data = self.s.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            with self.lock:
+                self.text += data.decode(errors="replace").replace("\r", "")
+
+    def mark(self):
+        with self.lock:
+            return len(self.text)
+
+    def since(self, mark):
+        with self.lock:
+            return self.text[mark:]
+
+    def send(self, line):
+        self.s.sendall(line.encode() + b"\r")
+
+    def wait(self, needle, mark, limit=120):
+        end = time.time() + limit
+        while time.time() < end:
+            t = self.since(mark)
+            if needle in t:
+                return mark + t.index(needle) + len(needle)
+            time.sleep(0.05)
+        raise RuntimeError(f"no {needle!r} on the console within {limit} s; last:\n{self.since(mark)[-800:]}")
+
+    def close(self):
+        self.s.close()
+
+
+class Vm:
+    def __init__(self, name, work, kernel, initrd, cmdline, root_drive, shared, port):
+        self.sock = os.path.join(work, f"{name}.sock")
+        self.log = os.path.join(work, f"{name}.log")
+        self.started = time.time()
+        self.proc = subprocess.Popen(
+            ["qemu-system-x86_64", "-name", name, "-machine", "q35", "-m", "512", "-smp", "1",
+             "-accel", "tcg", "-display", "none", "-no-reboot", "-monitor", "none",
+             "-kernel", kernel, "-initrd", initrd, "-append", cmdline,
+             "-drive", f"file={root_drive},format=raw,if=virtio,snapshot=on",
+             "-drive", f"file={shared},format=raw,if=none,id=shared,cache=none,aio=threads,file.locking=off",
+             "-device", "virtio-blk-pci,drive=shared,share-rw=on,serial=shared0001",
+             "-nic", f"user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:{port}-:3260",
+             "-nic", "user,model=virtio-net-pci",
+             "-chardev", f"socket,id=console,path={self.sock},server=on,wait=off,logfile={self.log}",
+             "-serial", "chardev:console"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.console = Console(self.sock)
+
+    def stop(self):
+        self.console.close()
+        self.proc.kill()
+        self.proc.wait()
+
+
+def wait_inquiry(url, vm, limit=600):
+    """Host time when INQUIRY first answers through the portal."""
+    end = time.time() + limit
+    while time.time() < end:
+        r = subprocess.run(["timeout", "5", "iscsi-inq", "-i", INITIATOR, url], capture_output=True)
+        if r.returncode == 0:
+            return time.time()
+        if vm.proc.poll() is not None:
+            raise RuntimeError(f"the VM exited before serving; console:\n{open(vm.log).read()[-2000:]}")
+        time.sleep(0.1)
+    raise RuntimeError(f"no INQUIRY answer from {url} within {limit} s")
+
+
+def star_probe(vm):
+    """Logs in on STAR's console and reads `--json status`: (uptime_sec, mem_used_kib)."""
+    c = vm.console
+    m = c.mark()
+    c.send("")
+    m = c.wait("login: ", m)
+    c.send(STAR_ADMIN[0])
+    m = c.wait("Password: ", m)
+    c.send(STAR_ADMIN[1])
+    m = c.wait("`help` lists the commands", m)
+    m = c.wait("> ", m)
+    c.send("--json status")
+    m2 = c.wait('"mem_used_kib"', m)
+    m2 = c.wait("\n", m2)
+    text = c.since(m)
+    uptime = float(re.search(r'"uptime_sec":\s*([0-9.]+)', text).group(1))
+    used = int(re.search(r'"mem_used_kib":\s*([0-9]+)', text).group(1))
+    m = c.wait("> ", m2)
+    c.send("logout")
+    c.wait("logged out", m)
+    return uptime, used
+
+
+def ref_shell(vm, command, limit=120):
+    """Runs a command in the reference's root shell on its console (it logs root in)."""
+    c = vm.console
+    m = c.mark()
+    for _ in range(60):
+        c.send("")
+        try:
+            m = c.wait("# ", m, 2)
+            break
+        except RuntimeError:
+            pass
+    else:
+        raise RuntimeError("no root prompt on the reference's console")
+    # The markers are split in the typed line, so only the output joins them.
+    c.send(f"echo '=='BEGIN; {command}; echo '=='END")
+    m = c.wait("==BEGIN\n", m, 10)
+    end = c.wait("==END", m, limit)
+    return c.since(m)[: end - m - len("==END")]
+
+
+def ref_probe(vm):
+    out = ref_shell(vm, "cat /proc/uptime; cat /proc/meminfo")
+    uptime = float(out.split()[0])
+    total = int(re.search(r"MemTotal:\s+(\d+)", out).group(1))
+    avail = int(re.search(r"MemAvailable:\s+(\d+)", out).group(1))
+    return uptime, total - avail
+
+
+def ref_ceiling(vm):
+    """The partition straight from inside the reference's guest, with dd and O_DIRECT,
+    one request at a time: the emulated disk with no iSCSI and no network in between.
+    The guest has no tool that keeps 16 in flight, and 16 dd processes at once measure
+    process start-up under TCG more than the disk."""
+    figures = {}
+    for name, bs, size, count in (("read_128k", "128k", 131072, 256), ("write_128k", "128k", 131072, 256),
+                                  ("read_4k", "4k", 4096, 4096), ("write_4k", "4k", 4096, 4096)):
+        io = (f"if={LUN_PARTITION} of=/dev/null iflag=direct" if name.startswith("read")
+              else f"if=/dev/zero of={LUN_PARTITION} oflag=direct conv=notrunc")
+        out = ref_shell(vm, f"s=$(date +%s%N); dd {io} bs={bs} count={count} 2>/dev/null; "
+                        "e=$(date +%s%N); echo NANOS $((e - s))", 300)
+        secs = int(re.search(r"NANOS (\d+)", out).group(1)) / 1e9
+        figures[name] = {"mib_s": count * size / 1048576 / secs, "iops": count / secs}
+    return figures
+
+
+def kernel_baseline(kernel, initrd_dir, work, runs):
+    """Memory in use with the same kernel and nothing else: busybox as init reads
+    /proc/meminfo after the same settling time. What each system uses above this is its
+    own."""
+    root = os.path.join(work, "baseline")
+    os.makedirs(os.path.join(root, "bin"), exist_ok=True)
+    shutil.copy(os.path.join(initrd_dir, "bin/busybox"), os.path.join(root, "bin/busybox"))
+    with open(os.path.join(root, "init"), "w") as f:
+        f.write("#!/bin/busybox sh\n/bin/busybox mkdir -p /proc\n/bin/busybox mount -t proc proc /proc\n"
+                f"/bin/busybox sleep {int(SETTLE)}\n/bin/busybox cat /proc/meminfo\n"
+                "/bin/busybox echo BASELINE-END\n/bin/busybox poweroff -f\n")
+    os.chmod(os.path.join(root, "init"), 0o755)
+    cpio = os.path.join(work, "baseline.cpio")
+    subprocess.run(f"cd {root} && printf 'init\\nbin\\nbin/busybox\\n' | cpio -o -H newc --quiet > {cpio}",
+                   shell=True, check=True)
+    used = []
+    for _ in range(runs):
+        out = subprocess.run(["qemu-system-x86_64", "-machine", "q35", "-m", "512", "-smp", "1", "-accel", "tcg",
+                              "-display", "none", "-no-reboot", "-monitor", "none", "-serial", "stdio",
+                              "-kernel", kernel, "-initrd", cpio, "-append", "console=ttyS0 panic=-1"],
+                             capture_output=True, text=True, timeout=300).stdout
+        total = int(re.search(r"MemTotal:\s+(\d+)", out).group(1))
+        avail = int(re.search(r"MemAvailable:\s+(\d+)", out).group(1))
+        used.append((total - avail) / 1024)
+    return spread(used)
+
+
+def portal_bench(port, iqn, lun, count):
+    """qemu-img bench through the portal: MiB/s and IOPS for each request size and way."""
+    opts = (f"driver=raw,file.driver=iscsi,file.transport=tcp,file.portal=127.0.0.1:{port},"
+            f"file.target={iqn},file.lun={lun},file.initiator-name={INITIATOR}")
+    figures = {}
+    for name, size, n in (("read_128k", 131072, count // 4), ("write_128k", 131072, count // 4),
+                          ("read_4k", 4096, count), ("write_4k", 4096, count)):
+        cmd = ["qemu-img", "bench", "--image-opts", opts, "-t", "none", "-n", "-d", "16",
+               "-s", str(size), "-c", str(n)]
+        if name.startswith("write"):
+            cmd.append("-w")
+        out = run(cmd)
+        secs = float(re.search(r"Run completed in ([0-9.]+) seconds", out).group(1))
+        figures[name] = {"mib_s": n * size / 1048576 / secs, "iops": n / secs}
+    return figures
+
+
+def conformance(url):
+    r = subprocess.run(["iscsi-test-cu", "--dataloss", "-t", "ALL", "-i", INITIATOR, "-I", INITIATOR2, url],
+                       capture_output=True, text=True)
+    m = re.search(r"^\s+tests\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)", r.stdout, re.M)
+    if not m:
+        raise RuntimeError(f"iscsi-test-cu printed no summary:\n{r.stdout[-1500:]}{r.stderr[-500:]}")
+    return {"tests": int(m.group(2)), "passed": int(m.group(3)), "failed": int(m.group(4))}
+
+
+def shared_disk(work):
+    path = os.path.join(work, "shared.raw")
+    if os.path.exists(path):
+        os.unlink(path)
+    with open(path, "wb") as f:
+        f.truncate(256 << 20)
+    run([f"{BINS}/star", "disk", "init", "--disk", path, "--config", CONFIG], cwd=ROOT)
+    run([f"{BINS}/star", "target", "promote", "--disk", path, "--node", "1"], cwd=ROOT)
+    return path
+
+
+def sizes(paths):
+    apparent = sum(os.stat(p).st_size for p in paths)
+    allocated = sum(os.stat(p).st_blocks * 512 for p in paths)
+    compressed = 0
+    for p in paths:
+        out = subprocess.run(f"zstd -3 -c -q {p} | wc -c", shell=True, capture_output=True, text=True, check=True)
+        compressed += int(out.stdout.strip())
+    return {"apparent_bytes": apparent, "allocated_bytes": allocated, "zstd_bytes": compressed}
+
+
+def measure(system, args, work, boot):
+    """RUNS boots of one system; returns its figures."""
+    per_run = {"boot_to_serving_s": [], "memory_mib": []}
+    bench_runs, ceiling_runs, conf = [], [], None
+    for i in range(args.runs):
+        shared = shared_disk(work)
+        port = free_port()
+        vm = boot(port, shared)
+        try:
+            lun = 1 if system == "star" else 0
+            iqn = STAR_IQN if system == "star" else REF_IQN
+            url = f"iscsi://127.0.0.1:{port}/{iqn}/{lun}"
+            answered = wait_inquiry(url, vm)
+            uptime, _ = star_probe(vm) if system == "star" else ref_probe(vm)
+            serving = uptime - (time.time() - answered)
+            # Roughly: the probe's own time after its uptime reading is not taken off.
+            per_run["boot_to_serving_s"].append(serving)
+            time.sleep(max(0.0, SETTLE - (time.time() - answered)))
+            _, used_kib = star_probe(vm) if system == "star" else ref_probe(vm)
+            per_run["memory_mib"].append(used_kib / 1024)
+            bench_runs.append(portal_bench(port, iqn, lun, args.bench_count))
+            if system == "reference":
+                ceiling_runs.append(ref_ceiling(vm))
+            if i == 0:
+                conf = conformance(url)
+            say(f"{system} run {i + 1}: serving at {serving:.2f} s, memory {used_kib / 1024:.1f} MiB, "
+                f"{json.dumps(bench_runs[-1])}")
+        finally:
+            vm.stop()
+    out = {k: spread(v) for k, v in per_run.items()}
+    out["portal"] = {k: {m: spread([r[k][m] for r in bench_runs]) for m in ("mib_s", "iops")}
+                     for k in bench_runs[0]}
+    if ceiling_runs:
+        out["ceiling_in_guest"] = {k: {m: spread([r[k][m] for r in ceiling_runs]) for m in ("mib_s", "iops")}
+                                   for k in ceiling_runs[0]}
+    out["conformance"] = conf
+    return out
+
+
+def star_failover(runs, work):
+    """The lab's kill-active scenario under the verifying client, RUNS times, in a lab
+    of its own (out/lab-versus, namespace star-lab-versus) beside any other."""
+    env = dict(os.environ, LAB_OUT=os.path.join(ROOT, "out/lab-versus"), LAB_NETNS="star-lab-versus")
+    results = os.path.join(work, "faults.jsonl")
+    subprocess.run(["lab/lab.sh", "up"], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+    try:
+        r = subprocess.run(["lab/faults.py", "--runs", str(runs), "--scenarios", "kill-active",
+                            "--results", results], cwd=ROOT, env=env, capture_output=True, text=True)
+    finally:
+        subprocess.run(["lab/lab.sh", "down"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    rows = [json.loads(line) for line in open(results)] if os.path.exists(results) else []
+    gaps = [row["max_gap_s"] for row in rows if row.get("max_gap_s") is not None]
+    if r.returncode != 0 or len(gaps) != runs:
+        raise RuntimeError(f"the fault suite failed:\n{r.stdout[-2000:]}{r.stderr[-2000:]}")
+    return {"client_gap_s": spread(gaps), "lost": sum(row.get("lost") or 0 for row in rows),
+            "summary": r.stdout.strip().splitlines()[-1]}
+
+
+def ratio(a, b):
+    return None if not a or not b else a / b
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--bench-count", type=int, default=4096, help="4 KiB requests per figure (128 KiB: a quarter)")
+    p.add_argument("--no-failover", action="store_true")
+    p.add_argument("--reference-failover", action="store_true")
+    p.add_argument("--results", default=os.path.join(ROOT, "bench/results"))
+    args = p.parse_args()
+    os.chdir(ROOT)
+    for tool in ("qemu-system-x86_64", "qemu-img", "iscsi-inq", "iscsi-test-cu", "zstd"):
+        if not shutil.which(tool):
+            sys.exit(f"versus: {tool} is missing (make bench installs what it needs)")
+    work = tempfile.mkdtemp(prefix="star-versus.")
+    try:
+        say("building STAR's qemu image and the reference appliance")
+        image = os.path.join(work, "image")
+        run([f"{BINS}/star-image", "build", "--board", "qemu", "--bin-dir", BINS, "--cache", ".cache",
+             "--out", image, "--config", CONFIG])
+        ref = os.path.join(ROOT, "out/reference")
+        subprocess.run(["bench/reference/build.sh", ref], check=True, stdout=subprocess.DEVNULL)
+        boot_dir = os.path.join(image, "boot")
+        star_cmdline = open(os.path.join(boot_dir, "cmdline")).read().strip() + " star.mask=heartbeat"
+        ref_cmdline = open(os.path.join(ref, "cmdline")).read().strip() + " reference.mode=single"
+
+        def boot_star(port, shared):
+            return Vm("star", work, f"{boot_dir}/vmlinuz", f"{boot_dir}/initrd.img", star_cmdline,
+                      os.path.join(image, "star-qemu.raw"), shared, port)
+
+        def boot_ref(port, shared):
+            return Vm("reference", work, f"{ref}/vmlinuz", f"{ref}/initrd.img", ref_cmdline,
+                      os.path.join(ref, "root.raw"), shared, port)
+
+        result = {
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "host": f"{os.cpu_count()} cores; " + run(["qemu-system-x86_64", "--version"]).splitlines()[0]
+            + "; TCG, 1 vCPU, 512 MiB per VM",
+            "kernel": run(["file", "-b", f"{boot_dir}/vmlinuz"]).split("version ")[1].split()[0],
+            "runs": args.runs,
+        }
+        unpacked = os.path.join(work, "initrd")
+        os.makedirs(unpacked)
+        subprocess.run(f"gzip -dc {boot_dir}/initrd.img | (cd {unpacked} && cpio -id --quiet bin/busybox)",
+                       shell=True, check=True)
+        result["kernel_alone_memory_mib"] = kernel_baseline(f"{boot_dir}/vmlinuz", unpacked, work, args.runs)
+        result["star"] = measure("star", args, work, boot_star)
+        result["star"]["image"] = sizes([os.path.join(image, "star-qemu.raw")])
+        result["reference"] = measure("reference", args, work, boot_ref)
+        result["reference"]["image"] = sizes([f"{ref}/root.raw", f"{ref}/vmlinuz", f"{ref}/initrd.img"])
+        if not args.no_failover:
+            result["star"]["failover"] = star_failover(args.runs, work)
+        if args.reference_failover:
+            r = subprocess.run(["bench/reference/failover.sh", str(args.runs)], capture_output=True, text=True)
+            gaps = [float(g) for g in re.findall(r'"max_gap_s":\s*([0-9.]+)', r.stdout)]
+            result["reference"]["failover"] = ({"client_gap_s": spread(gaps)} if r.returncode == 0 and gaps
+                                               else {"error": (r.stdout + r.stderr)[-1500:]})
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    os.makedirs(args.results, exist_ok=True)
+    path = os.path.join(args.results, result["date"][:10] + ".json")
+    with open(path, "w") as f:
+        json.dump(result, f, indent=2)
+        f.write("\n")
+    with open(os.path.join(ROOT, "bench/RESULTS.md"), "w") as f:
+        f.write(results_md(result, os.path.relpath(path, os.path.join(ROOT, "bench"))))
+    print(open(os.path.join(ROOT, "bench/RESULTS.md")).read())
+
+
+def results_md(r, json_path):
+    s, ref = r["star"], r["reference"]
+
+    def med(x):
+        return x["median"] if x else None
+
+    def cell(x, fmt):
+        if not x:
+            return "-"
+        if x["min"] == x["max"]:
+            return fmt.format(x["median"])
+        return f"{fmt.format(x['median'])} ({fmt.format(x['min'])}–{fmt.format(x['max'])})"
+
+    def rat(a, b, fmt="{:.2f}"):
+        q = ratio(a, b)
+        return "-" if q is None else fmt.format(q)
+
+    base = med(r.get("kernel_alone_memory_mib"))
+
+    def above(x):
+        return None if not x or base is None else {k: (v - base if k != "runs" else v) for k, v in x.items()}
+
+    rows = [
+        ("boot to serving, s (guest uptime)", cell(s["boot_to_serving_s"], "{:.2f}"),
+         cell(ref["boot_to_serving_s"], "{:.2f}"), rat(med(s["boot_to_serving_s"]), med(ref["boot_to_serving_s"]))),
+        ("memory in use once serving, MiB", cell(s["memory_mib"], "{:.1f}"), cell(ref["memory_mib"], "{:.1f}"),
+         rat(med(s["memory_mib"]), med(ref["memory_mib"]))),
+        (f"  of which above the kernel alone ({cell(r.get('kernel_alone_memory_mib'), '{:.1f}')} MiB)",
+         cell(above(s["memory_mib"]), "{:.1f}"), cell(above(ref["memory_mib"]), "{:.1f}"),
+         rat(med(above(s["memory_mib"])), med(above(ref["memory_mib"])))),
+        ("image, MiB allocated (zstd -3)",
+         f"{s['image']['allocated_bytes'] / 1048576:.1f} ({s['image']['zstd_bytes'] / 1048576:.1f})",
+         f"{ref['image']['allocated_bytes'] / 1048576:.1f} ({ref['image']['zstd_bytes'] / 1048576:.1f})",
+         rat(s["image"]["allocated_bytes"], ref["image"]["allocated_bytes"])),
+        ("iscsi-test-cu passed", f"{s['conformance']['passed']} of {s['conformance']['tests']}",
+         f"{ref['conformance']['passed']} of {ref['conformance']['tests']}",
+         rat(s["conformance"]["passed"], ref["conformance"]["passed"])),
+    ]
+    for k, label in (("read_128k", "read 128 KiB, MiB/s"), ("write_128k", "write 128 KiB, MiB/s"),
+                     ("read_4k", "read 4 KiB, IOPS"), ("write_4k", "write 4 KiB, IOPS")):
+        m = "mib_s" if "128k" in k else "iops"
+        fmt = "{:.1f}" if m == "mib_s" else "{:.0f}"
+        rows.append((f"{label}, through the portal, 16 in flight", cell(s["portal"][k][m], fmt),
+                     cell(ref["portal"][k][m], fmt), rat(med(s["portal"][k][m]), med(ref["portal"][k][m]))))
+    for k, label in (("read_128k", "read 128 KiB, MiB/s"), ("write_128k", "write 128 KiB, MiB/s"),
+                     ("read_4k", "read 4 KiB, IOPS"), ("write_4k", "write 4 KiB, IOPS")):
+        m = "mib_s" if "128k" in k else "iops"
+        fmt = "{:.1f}" if m == "mib_s" else "{:.0f}"
+        ceiling = ref.get("ceiling_in_guest", {}).get(k, {}).get(m)
+        if ceiling:
+            rows.append((f"{label}, the partition inside the VM, 1 in flight (same virtual disk for both)",
+                         cell(ceiling, fmt), cell(ceiling, fmt), "-"))
+    sf, rf = s.get("failover", {}), ref.get("failover", {})
+    rows.append(("failover: client gap after kill -9 of the active, s",
+                 cell(sf.get("client_gap_s"), "{:.2f}"),
+                 cell(rf.get("client_gap_s"), "{:.2f}") if rf.get("client_gap_s") else
+                 ("did not run" if "error" in rf else "not measured"),
+                 rat(med(sf.get("client_gap_s")), med(rf.get("client_gap_s")))))
+    head = (f"# STAR against the traditional stack\n\n"
+            f"{r['date']}, {r['runs']} runs each; {r['host']}; kernel {r['kernel']} for both.\n"
+            f"Median (min–max). Raw figures: `{json_path}`. Reproduce: `make bench` "
+            f"(or `bench/versus.py --runs N`); how each figure is taken: bench/versus.py.\n\n"
+            "| figure | STAR | reference | STAR / reference |\n|---|---|---|---|\n")
+    return head + "".join(f"| {a} | {b} | {c} | {d} |\n" for a, b, c, d in rows)
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    main()
