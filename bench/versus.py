@@ -173,15 +173,14 @@ def wait_inquiry(url, vm, limit=600):
     raise RuntimeError(f"no INQUIRY answer from {url} within {limit} s")
 
 
-def star_probe(vm):
-    """Logs in on STAR's console and reads `--json status`: (uptime_sec, mem_used_kib)."""
-    c = vm.console
+def star_probe(c, password=STAR_ADMIN[1]):
+    """Logs in on STAR's console `c` and reads `--json status`: (uptime_sec, mem_used_kib)."""
     m = c.mark()
     c.send("")
     m = c.wait("login: ", m)
     c.send(STAR_ADMIN[0])
     m = c.wait("Password: ", m)
-    c.send(STAR_ADMIN[1])
+    c.send(password)
     m = c.wait("`help` lists the commands", m)
     m = c.wait("> ", m)
     c.send("--json status")
@@ -328,12 +327,12 @@ def measure(system, args, work, boot):
             iqn = STAR_IQN if system == "star" else REF_IQN
             url = f"iscsi://127.0.0.1:{port}/{iqn}/{lun}"
             answered = wait_inquiry(url, vm)
-            uptime, _ = star_probe(vm) if system == "star" else ref_probe(vm)
+            uptime, _ = star_probe(vm.console) if system == "star" else ref_probe(vm)
             serving = uptime - (time.time() - answered)
             # Roughly: the probe's own time after its uptime reading is not taken off.
             per_run["boot_to_serving_s"].append(serving)
             time.sleep(max(0.0, SETTLE - (time.time() - answered)))
-            _, used_kib = star_probe(vm) if system == "star" else ref_probe(vm)
+            _, used_kib = star_probe(vm.console) if system == "star" else ref_probe(vm)
             per_run["memory_mib"].append(used_kib / 1024)
             bench_runs.append(portal_bench(port, iqn, lun, args.bench_count))
             if system == "reference":
@@ -360,7 +359,15 @@ def star_failover(runs, work):
     env = dict(os.environ, LAB_OUT=os.path.join(ROOT, "out/lab-versus"), LAB_NETNS="star-lab-versus")
     results = os.path.join(work, "faults.jsonl")
     subprocess.run(["lab/lab.sh", "up"], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+    memory = {}
     try:
+        # Both controllers' memory as the array runs: every service up, one active.
+        for node in ("ctl1", "ctl2"):
+            console = Console(os.path.join(env["LAB_OUT"], f"{node}.console"))
+            try:
+                memory[node] = star_probe(console, password="star")[1] / 1024  # lab/lab.sh's admin
+            finally:
+                console.close()
         r = subprocess.run(["lab/faults.py", "--runs", str(runs), "--scenarios", "kill-active",
                             "--results", results], cwd=ROOT, env=env, capture_output=True, text=True)
     finally:
@@ -370,6 +377,7 @@ def star_failover(runs, work):
     if r.returncode != 0 or len(gaps) != runs:
         raise RuntimeError(f"the fault suite failed:\n{r.stdout[-2000:]}{r.stderr[-2000:]}")
     return {"client_gap_s": spread(gaps), "lost": sum(row.get("lost") or 0 for row in rows),
+            "memory_mib_per_controller": memory,
             "summary": r.stdout.strip().splitlines()[-1]}
 
 

@@ -45,7 +45,7 @@ cleanup() {
   local p
   for p in "${pids[@]}"; do kill "$p" 2> /dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2> /dev/null || true; done
-  [ -n "$made_netns" ] && ip netns del "$netns" 2> /dev/null
+  if [ -n "$made_netns" ]; then ip netns del "$netns" 2> /dev/null || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -76,9 +76,10 @@ truncate -s 256M "$work/shared.raw"
 "$bins/star" disk init --disk "$work/shared.raw" --config "$config" > /dev/null
 "$bins/star" target promote --disk "$work/shared.raw" --node 1 > /dev/null
 
-# vm NAME MODE-ARGS NETWORK-ARGS...: boots one VM in the background, its serial console
-# on the Unix socket $work/NAME.sock and logged to $work/NAME.log. The root disk is
-# named first, but the guest finds it by label anyway.
+# vm NAME MODE-ARGS [PREFIX...]: boots one VM in the background (with the NICs in
+# ${nics[@]}, PREFIX before qemu), its serial console on the Unix socket $work/NAME.sock
+# and logged to $work/NAME.log. The guest finds its root by label: QEMU puts the -device
+# disk on the bus before the if=virtio one, so the shared disk is vda and the root vdb.
 vm() {
   local name=$1 args=$2
   shift 2
