@@ -42,7 +42,7 @@ bench: lab-deps bench-deps static
 	bench/target.sh
 	bench/takeover.sh
 	bench/faults.sh
-	bench/versus.py --runs $(VERSUS_RUNS)
+	bench/versus.py --runs $(VERSUS_RUNS) --reference-failover
 
 VERSUS_RUNS ?= 3
 
@@ -56,7 +56,7 @@ bench-deps:
 			debootstrap e2fsprogs zstd cpio gzip qemu-block-extra libiscsi-bin)
 
 versus: lab-deps bench-deps static
-	bench/versus.py --runs $(VERSUS_RUNS)
+	bench/versus.py --runs $(VERSUS_RUNS) --reference-failover
 
 image: static
 	$(CARGO) run -q -p star-image -- build --board $(BOARD) --bin-dir target/$(TARGET)/release \

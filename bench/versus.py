@@ -27,7 +27,8 @@ the cluster runs (see bench/reference/README.md).
 Each figure is the median of the runs, with the minimum and maximum. Writes
 bench/results/<date>.json and bench/RESULTS.md.
 
-usage: bench/versus.py [--runs N] [--bench-count N] [--no-failover] [--reference-failover]
+usage: bench/versus.py [--runs N] [--bench-count N] [--failover-runs N] [--no-failover]
+                       [--reference-failover]
 Needs root (network namespaces for the failover), `make static`, qemu-system-x86,
 qemu-block-extra, libiscsi-bin; `make bench` installs them.
 """
@@ -381,6 +382,27 @@ def star_failover(runs, work):
             "summary": r.stdout.strip().splitlines()[-1]}
 
 
+def reference_failover(runs):
+    """The reference's two-node pacemaker cluster, RUNS times: bench/reference/failover.sh
+    boots it, runs the verifying client through its floating address, kills the node
+    holding it and prints the client's JSON line with the node's memory."""
+    r = subprocess.run(["bench/reference/failover.sh", str(runs)], cwd=ROOT, capture_output=True, text=True)
+    rows = []
+    for line in r.stdout.splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            pass
+    if r.returncode != 0 or not rows:
+        return {"error": (r.stdout + r.stderr)[-1500:]}
+    memory = [m for row in rows for m in (row.get("memory_mib") or {}).values() if m is not None]
+    return {"client_gap_s": spread([row["max_gap_s"] for row in rows]),
+            "lost": sum(row.get("lost") or 0 for row in rows),
+            "vip_back_s": spread([row["vip_back_s"] for row in rows]),
+            "cluster_boot_to_serving_s": spread([row.get("boot_to_serving_s") for row in rows]),
+            "memory_mib_per_node": spread(memory)}
+
+
 def ratio(a, b):
     return None if not a or not b else a / b
 
@@ -389,6 +411,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--bench-count", type=int, default=4096, help="4 KiB requests per figure (128 KiB: a quarter)")
+    p.add_argument("--failover-runs", type=int, help="kills of the active per system (default: --runs)")
     p.add_argument("--no-failover", action="store_true")
     p.add_argument("--reference-failover", action="store_true")
     p.add_argument("--results", default=os.path.join(ROOT, "bench/results"))
@@ -434,12 +457,9 @@ def main():
         result["reference"] = measure("reference", args, work, boot_ref)
         result["reference"]["image"] = sizes([f"{ref}/root.raw", f"{ref}/vmlinuz", f"{ref}/initrd.img"])
         if not args.no_failover:
-            result["star"]["failover"] = star_failover(args.runs, work)
+            result["star"]["failover"] = star_failover(args.failover_runs or args.runs, work)
         if args.reference_failover:
-            r = subprocess.run(["bench/reference/failover.sh", str(args.runs)], capture_output=True, text=True)
-            gaps = [float(g) for g in re.findall(r'"max_gap_s":\s*([0-9.]+)', r.stdout)]
-            result["reference"]["failover"] = ({"client_gap_s": spread(gaps)} if r.returncode == 0 and gaps
-                                               else {"error": (r.stdout + r.stderr)[-1500:]})
+            result["reference"]["failover"] = reference_failover(args.failover_runs or args.runs)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -506,6 +526,12 @@ def results_md(r, json_path):
             rows.append((f"{label}, the partition inside the VM, 1 in flight (same virtual disk for both)",
                          cell(ceiling, fmt), cell(ceiling, fmt), "-"))
     sf, rf = s.get("failover", {}), ref.get("failover", {})
+    star_mem = spread(list((sf.get("memory_mib_per_controller") or {}).values()))
+    rows.append(("memory in use per controller, two-controller array serving, MiB",
+                 cell(star_mem, "{:.1f}"), cell(rf.get("memory_mib_per_node"), "{:.1f}"),
+                 rat(med(star_mem), med(rf.get("memory_mib_per_node")))))
+    rows.append(("failover: acknowledged writes lost",
+                 str(sf["lost"]) if "lost" in sf else "-", str(rf["lost"]) if "lost" in rf else "-", "-"))
     rows.append(("failover: client gap after kill -9 of the active, s",
                  cell(sf.get("client_gap_s"), "{:.2f}"),
                  cell(rf.get("client_gap_s"), "{:.2f}") if rf.get("client_gap_s") else

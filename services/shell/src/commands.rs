@@ -104,7 +104,8 @@ pub const COMMANDS: &[CommandHelp] = &[
         short: "live IOPS, throughput and latency",
         forms: "perf [-n COUNT] [--interval SECS]",
         about: "live IOPS, throughput and latency per LUN and for this controller, with \
-                graphs of the last minutes, each second until Ctrl-C",
+                graphs of the last minutes, each second until Ctrl-C (or COUNT screens); \
+                star --json perf gives one interval's figures",
         subcommands: &[],
     },
     CommandHelp {
