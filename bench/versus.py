@@ -150,6 +150,9 @@ class Vm:
              "-device", "virtio-blk-pci,drive=shared,share-rw=on,serial=shared0001",
              "-nic", f"user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:{port}-:3260",
              "-nic", "user,model=virtio-net-pci",
+             # Entropy from the host, as the qemu board expects (virtio_rng): neither
+             # system then waits for the kernel's random number generator.
+             "-device", "virtio-rng-pci",
              "-chardev", f"socket,id=console,path={self.sock},server=on,wait=off,logfile={self.log}",
              "-serial", "chardev:console"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
