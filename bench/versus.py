@@ -3,8 +3,8 @@
 
 The reference is the appliance our users build by hand today (bench/reference/build.sh:
 Debian with systemd, targetcli-fb restoring the same LUN and ACLs at boot, corosync and
-pacemaker). Both boot the same kernel package under the same QEMU (TCG, 1 vCPU, 512 MiB)
-with the same shared disk, made by `star disk init`, and export the same partition
+pacemaker). Both boot the same kernel package under the same QEMU (TCG, 1 vCPU, 512 MiB,
+a virtio-rng) with the same shared disk, made by `star disk init`, and export the same partition
 (star-lun-data1, 32 MiB). For each, RUNS boots, and in each boot:
 
   boot to serving   the guest's uptime when the LUN first answered INQUIRY through the
