@@ -62,7 +62,8 @@ fn summary_failed(log: &str) -> Option<usize> {
     line.split_whitespace().nth(4)?.parse().ok()
 }
 
-/// The committed expectations: "Suite.Test  reason" per test that does not pass.
+/// The committed expectations: "Suite.Test  reason" per test that does not pass; a reason
+/// starting "either:" accepts a pass too.
 fn expected_failures() -> BTreeMap<String, String> {
     let text = std::fs::read_to_string(root().join("tests/conformance/expected.txt")).unwrap();
     text.lines()
@@ -139,9 +140,10 @@ fn libiscsi_conformance_suite_matches_the_expectations() {
     for (name, outcome) in &results {
         match (outcome, expected.get(name)) {
             (Outcome::Failed, None) => problems.push(format!("{name}: FAILED (a regression)")),
-            (Outcome::Passed, Some(_)) => problems.push(format!(
-                "{name}: passed, but expected.txt says it fails: take it out"
-            )),
+            // "either:" marks a test whose outcome depends on timing on this kernel.
+            (Outcome::Passed, Some(reason)) if !reason.starts_with("either:") => problems.push(
+                format!("{name}: passed, but expected.txt says it fails: take it out"),
+            ),
             _ => {}
         }
     }
