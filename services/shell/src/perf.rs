@@ -438,11 +438,10 @@ pub fn run(args: &[&str], json_out: bool, stop: &AtomicBool) -> Outcome {
         }
     };
     let capacity = (HISTORY.as_secs_f64() / args.interval.as_secs_f64()).ceil() as usize;
-    let mut last: BTreeMap<String, (PathBuf, DiskCounters)> = BTreeMap::new();
     let mut histories: BTreeMap<String, (History, History)> = BTreeMap::new();
     let mut target: TargetStatus = first;
     let mut taken = Instant::now();
-    sample(&target, &sys_block, &mut last);
+    let mut last = sample(&target, &sys_block);
     let live = !json_out && std::io::stdout().is_terminal();
     let ascii = ascii_only();
     let mut shown = 0u64;
@@ -458,19 +457,17 @@ pub fn run(args: &[&str], json_out: bool, stop: &AtomicBool) -> Outcome {
         let now = Instant::now();
         let secs = (now - taken).as_secs_f64();
         taken = now;
-        let before = last.clone();
-        sample(&target, &sys_block, &mut last);
+        let before = std::mem::replace(&mut last, sample(&target, &sys_block));
         let luns: Vec<LunFrame> = target
             .luns
             .iter()
             .map(|l| {
                 let rates = match (before.get(&l.name), last.get(&l.name)) {
-                    (Some((p0, c0)), Some((p1, c1))) if p0 == p1 => Ok(rates(c0, c1, secs)),
-                    (_, Some(_)) => Ok(Rates::default()),
-                    _ => Err(stat_path(&sys_block, &l.device)
-                        .and_then(|p| read_counters(&p).map(|_| ()))
-                        .err()
-                        .unwrap_or_else(|| "no statistics".into())),
+                    (Some(Ok((p0, c0))), Some(Ok((p1, c1)))) if p0 == p1 => Ok(rates(c0, c1, secs)),
+                    // New, or its partition changed: no interval to measure yet.
+                    (_, Some(Ok(_))) => Ok(Rates::default()),
+                    (_, Some(Err(why))) => Err(why.clone()),
+                    (_, None) => Err("no statistics".into()),
                 };
                 LunFrame {
                     name: l.name.clone(),
@@ -518,21 +515,21 @@ pub fn run(args: &[&str], json_out: bool, stop: &AtomicBool) -> Outcome {
     Outcome::done(String::new())
 }
 
-/// Reads every exported LUN's counters; a LUN whose device cannot be read is left out
-/// (its row then says why).
+/// Reads every LUN's counters, with the partition they came from, or why they could not
+/// be read (the LUN's row then says so).
 fn sample(
     target: &TargetStatus,
     sys_block: &Path,
-    into: &mut BTreeMap<String, (PathBuf, DiskCounters)>,
-) {
-    into.clear();
-    for l in &target.luns {
-        if let Ok(path) = stat_path(sys_block, &l.device) {
-            if let Ok(c) = read_counters(&path) {
-                into.insert(l.name.clone(), (path, c));
-            }
-        }
-    }
+) -> BTreeMap<String, Result<(PathBuf, DiskCounters), String>> {
+    target
+        .luns
+        .iter()
+        .map(|l| {
+            let reading = stat_path(sys_block, &l.device)
+                .and_then(|path| read_counters(&path).map(|c| (path, c)));
+            (l.name.clone(), reading)
+        })
+        .collect()
 }
 
 #[cfg(test)]
