@@ -204,14 +204,14 @@ fn shutdown_stops_in_reverse_order_and_kills_what_ignores_sigterm() {
         r#"
 [[service]]
 name = "base"
-exec = ["sh", "-c", "trap 'echo base >> @DIR@/order; exit 0' TERM; while :; do sleep 0.05; done"]
+exec = ["sh", "-c", "trap 'echo base >> @DIR@/order; exit 0' TERM; echo base >> @DIR@/armed; while :; do sleep 0.05; done"]
 [[service]]
 name = "middle"
-exec = ["sh", "-c", "trap 'echo middle >> @DIR@/order; exit 0' TERM; while :; do sleep 0.05; done"]
+exec = ["sh", "-c", "trap 'echo middle >> @DIR@/order; exit 0' TERM; echo middle >> @DIR@/armed; while :; do sleep 0.05; done"]
 after = ["base"]
 [[service]]
 name = "top"
-exec = ["sh", "-c", "trap 'sleep 0.3; echo top >> @DIR@/order; exit 0' TERM; while :; do sleep 0.05; done"]
+exec = ["sh", "-c", "trap 'sleep 0.3; echo top >> @DIR@/order; exit 0' TERM; echo top >> @DIR@/armed; while :; do sleep 0.05; done"]
 after = ["middle"]
 [[service]]
 name = "stubborn"
@@ -223,6 +223,11 @@ stop_timeout_sec = 0.5
     for name in ["base", "middle", "top", "stubborn"] {
         r.wait_for_service(name, "running", |s| s.state == ServiceState::Running);
     }
+    // A shell is "running" from its exec, before it has set its trap: a SIGTERM in between
+    // would kill it rather than run the trap.
+    eventually("base, middle and top set their traps", || {
+        std::fs::read_to_string(r.dir.join("armed")).is_ok_and(|s| s.lines().count() == 3)
+    });
     eventually("stubborn wrote its pid", || {
         std::fs::read_to_string(r.dir.join("stubborn.pid")).is_ok_and(|s| s.ends_with('\n'))
     });
