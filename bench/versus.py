@@ -5,11 +5,14 @@ The reference is the appliance our users build by hand today (bench/reference/bu
 Debian with systemd, targetcli-fb restoring the same LUN and ACLs at boot, corosync and
 pacemaker). Both boot the same kernel package under the same QEMU (TCG, 1 vCPU, 512 MiB,
 a virtio-rng) with the same shared disk, made by `star disk init`, and export the same partition
-(star-lun-data1, 32 MiB). For each, RUNS boots, and in each boot:
+(star-lun-data1, 32 MiB). For each, RUNS boots, the two systems taking turns, and in
+each boot:
 
   boot to serving   the guest's uptime when the LUN first answered INQUIRY through the
-                    portal: the host polls iscsi-inq every 0.1 s, then reads the guest's
-                    uptime on the serial console and takes off the time since the answer
+                    portal: the host starts an iscsi-inq every 0.1 s (each runs on its
+                    own; an early one can hang on the not-yet-listening guest), then
+                    reads the guest's uptime on the serial console and takes off the time
+                    since the answer
   memory            MemTotal - MemAvailable, read on the console 20 s after serving
   throughput, IOPS  qemu-img bench through the portal (libiscsi in QEMU's block layer):
                     128 KiB and 4 KiB requests, 16 in flight, read and write
@@ -165,16 +168,33 @@ class Vm:
 
 
 def wait_inquiry(url, vm, limit=600):
-    """Host time when INQUIRY first answers through the portal."""
+    """Host time when INQUIRY first answers through the portal.
+
+    A new probe starts every 0.1 s without waiting for the ones before it: a probe sent
+    before the guest's network is up is accepted by QEMU's user network on the host side
+    and then hangs until its timeout, and waiting for it would add up to that timeout to
+    the figure (it did: up to 5 s)."""
     end = time.time() + limit
-    while time.time() < end:
-        r = subprocess.run(["timeout", "5", "iscsi-inq", "-i", INITIATOR, url], capture_output=True)
-        if r.returncode == 0:
-            return time.time()
-        if vm.proc.poll() is not None:
-            raise RuntimeError(f"the VM exited before serving; console:\n{open(vm.log).read()[-2000:]}")
-        time.sleep(0.1)
-    raise RuntimeError(f"no INQUIRY answer from {url} within {limit} s")
+    probes = []
+    try:
+        while time.time() < end:
+            if not probes or time.time() - probes[-1][0] >= 0.1:
+                probes.append((time.time(), subprocess.Popen(
+                    ["timeout", "10", "iscsi-inq", "-i", INITIATOR, url],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
+            for _, probe in probes:
+                if probe.poll() == 0:
+                    return time.time()
+            probes = [(t, probe) for t, probe in probes if probe.returncode is None]
+            if vm.proc.poll() is not None:
+                raise RuntimeError(f"the VM exited before serving; console:\n{open(vm.log).read()[-2000:]}")
+            time.sleep(0.02)
+        raise RuntimeError(f"no INQUIRY answer from {url} within {limit} s")
+    finally:
+        for _, probe in probes:
+            if probe.poll() is None:
+                probe.kill()
+                probe.wait()
 
 
 def star_probe(c, password=STAR_ADMIN[1]):
@@ -220,8 +240,9 @@ def ref_shell(vm, command, limit=120):
 
 
 def ref_probe(vm):
-    out = ref_shell(vm, "cat /proc/uptime; cat /proc/meminfo")
-    uptime = float(out.split()[0])
+    # Labelled, since the console also carries the kernel's and systemd's messages.
+    out = ref_shell(vm, "echo uptime=$(cat /proc/uptime); cat /proc/meminfo")
+    uptime = float(re.search(r"uptime=([\d.]+)", out).group(1))
     total = int(re.search(r"MemTotal:\s+(\d+)", out).group(1))
     avail = int(re.search(r"MemAvailable:\s+(\d+)", out).group(1))
     return uptime, total - avail
@@ -318,43 +339,54 @@ def sizes(paths):
     return {"apparent_bytes": apparent, "allocated_bytes": allocated, "zstd_bytes": compressed}
 
 
-def measure(system, args, work, boot):
-    """RUNS boots of one system; returns its figures."""
-    per_run = {"boot_to_serving_s": [], "memory_mib": []}
-    bench_runs, ceiling_runs, conf = [], [], None
+def measure_boot(system, args, work, boot, run_index):
+    """One boot of one system: its figures, and the conformance count on the first boot."""
+    shared = shared_disk(work)
+    port = free_port()
+    vm = boot(port, shared)
+    try:
+        lun = 1 if system == "star" else 0
+        iqn = STAR_IQN if system == "star" else REF_IQN
+        url = f"iscsi://127.0.0.1:{port}/{iqn}/{lun}"
+        answered = wait_inquiry(url, vm)
+        uptime, _ = star_probe(vm.console) if system == "star" else ref_probe(vm)
+        serving = uptime - (time.time() - answered)
+        # Roughly: the probe's own time after its uptime reading is not taken off.
+        time.sleep(max(0.0, SETTLE - (time.time() - answered)))
+        _, used_kib = star_probe(vm.console) if system == "star" else ref_probe(vm)
+        figures = {"boot_to_serving_s": serving, "memory_mib": used_kib / 1024,
+                   "portal": portal_bench(port, iqn, lun, args.bench_count)}
+        if system == "reference":
+            figures["ceiling"] = ref_ceiling(vm)
+        if run_index == 0:
+            figures["conformance"] = conformance(url)
+        say(f"{system} run {run_index + 1}: serving at {serving:.2f} s, memory {used_kib / 1024:.1f} MiB, "
+            f"{json.dumps(figures['portal'])}")
+        return figures
+    finally:
+        vm.stop()
+
+
+def measure(args, work, boots):
+    """RUNS boots of each system, alternating between them so that a slow drift of the
+    host (its speed wanders by ±10 % over minutes here) falls on both alike rather than on
+    whichever system ran second. Returns each system's figures: medians and spreads."""
+    runs = {system: [] for system in boots}
     for i in range(args.runs):
-        shared = shared_disk(work)
-        port = free_port()
-        vm = boot(port, shared)
-        try:
-            lun = 1 if system == "star" else 0
-            iqn = STAR_IQN if system == "star" else REF_IQN
-            url = f"iscsi://127.0.0.1:{port}/{iqn}/{lun}"
-            answered = wait_inquiry(url, vm)
-            uptime, _ = star_probe(vm.console) if system == "star" else ref_probe(vm)
-            serving = uptime - (time.time() - answered)
-            # Roughly: the probe's own time after its uptime reading is not taken off.
-            per_run["boot_to_serving_s"].append(serving)
-            time.sleep(max(0.0, SETTLE - (time.time() - answered)))
-            _, used_kib = star_probe(vm.console) if system == "star" else ref_probe(vm)
-            per_run["memory_mib"].append(used_kib / 1024)
-            bench_runs.append(portal_bench(port, iqn, lun, args.bench_count))
-            if system == "reference":
-                ceiling_runs.append(ref_ceiling(vm))
-            if i == 0:
-                conf = conformance(url)
-            say(f"{system} run {i + 1}: serving at {serving:.2f} s, memory {used_kib / 1024:.1f} MiB, "
-                f"{json.dumps(bench_runs[-1])}")
-        finally:
-            vm.stop()
-    out = {k: spread(v) for k, v in per_run.items()}
-    out["portal"] = {k: {m: spread([r[k][m] for r in bench_runs]) for m in ("mib_s", "iops")}
-                     for k in bench_runs[0]}
-    if ceiling_runs:
-        out["ceiling_in_guest"] = {k: {m: spread([r[k][m] for r in ceiling_runs]) for m in ("mib_s", "iops")}
-                                   for k in ceiling_runs[0]}
-    out["conformance"] = conf
-    return out
+        for system, boot in boots.items():
+            runs[system].append(measure_boot(system, args, work, boot, i))
+    result = {}
+    for system, figures in runs.items():
+        out = {k: spread([f[k] for f in figures]) for k in ("boot_to_serving_s", "memory_mib")}
+        out["portal"] = {k: {m: spread([f["portal"][k][m] for f in figures]) for m in ("mib_s", "iops")}
+                         for k in figures[0]["portal"]}
+        if "ceiling" in figures[0]:
+            out["ceiling_in_guest"] = {k: {m: spread([f["ceiling"][k][m] for f in figures])
+                                           for m in ("mib_s", "iops")}
+                                       for k in figures[0]["ceiling"]}
+        out["conformance"] = figures[0]["conformance"]
+        result[system] = out
+    return result
 
 
 def star_failover(runs, work):
@@ -455,9 +487,8 @@ def main():
         subprocess.run(f"gzip -dc {boot_dir}/initrd.img | (cd {unpacked} && cpio -id --quiet bin/busybox)",
                        shell=True, check=True)
         result["kernel_alone_memory_mib"] = kernel_baseline(f"{boot_dir}/vmlinuz", unpacked, work, args.runs)
-        result["star"] = measure("star", args, work, boot_star)
+        result.update(measure(args, work, {"star": boot_star, "reference": boot_ref}))
         result["star"]["image"] = sizes([os.path.join(image, "star-qemu.raw")])
-        result["reference"] = measure("reference", args, work, boot_ref)
         result["reference"]["image"] = sizes([f"{ref}/root.raw", f"{ref}/vmlinuz", f"{ref}/initrd.img"])
         if not args.no_failover:
             result["star"]["failover"] = star_failover(args.failover_runs or args.runs, work)

@@ -336,7 +336,9 @@ pub fn services_file(root: &Path, board: &Board) -> Result<String, String> {
     let body = std::fs::read_to_string(&path).map_err(io_err(&path))?;
     let modules: Vec<String> = board.modules.iter().map(|m| format!("{m:?}")).collect();
     let mut text = format!(
-        "# Written by star-image for the {} board.\n[init]\nhostname = \"star\"\nmodules = [{}]\n\n{body}",
+        "# Written by star-image for the {} board.\n[init]\nhostname = \"star\"\nmodules = [{}]\n\
+         # The root is in RAM: once loaded, the modules' files only take memory.\n\
+         free_module_files = true\n\n{body}",
         board.name,
         modules.join(", ")
     );
@@ -588,6 +590,8 @@ mod tests {
             let board = crate::board::load(&root.join("board"), &name).unwrap();
             let text = services_file(&root, &board).unwrap();
             let config = InitConfig::from_toml(&text, Path::new("init.toml")).unwrap();
+            // The image's root is its initramfs, in RAM.
+            assert!(config.init.free_module_files, "{name}");
             for console in &board.consoles {
                 let login = config
                     .services

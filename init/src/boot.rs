@@ -137,7 +137,7 @@ fn boot_and_supervise(
                 Err(e) => error!("cannot set host name {name}: {e}"),
             }
         }
-        load_modules(&config);
+        load_modules(&config, opts.rescue);
         for failure in mounts::mount_configfs() {
             error!("{failure}");
         }
@@ -212,7 +212,9 @@ fn rescue_config(base: Option<InitConfig>) -> InitConfig {
     config
 }
 
-fn load_modules(config: &InitConfig) {
+/// Loads the board's modules; then, on an appliance (`free_module_files`) and not in
+/// rescue mode, where someone may want to load one by hand, gives their files' RAM back.
+fn load_modules(config: &InitConfig, rescue: bool) {
     if config.init.modules.is_empty() {
         return;
     }
@@ -226,7 +228,17 @@ fn load_modules(config: &InitConfig) {
         Ok(loaded) => {
             let names: Vec<&str> = loaded.iter().map(|(n, _)| n.as_str()).collect();
             info!("kernel modules ready: {}", names.join(" "));
+            if config.init.free_module_files && !rescue {
+                match kmod::free_module_files(&dir) {
+                    Ok(bytes) => info!(
+                        "module files deleted from the RAM root: {} KiB freed",
+                        bytes / 1024
+                    ),
+                    Err(e) => warn!("module files kept: {e}"),
+                }
+            }
         }
+        // The files stay when a load failed: they are what a rescue would need.
         Err(e) => error!("kernel modules: {e}"),
     }
 }

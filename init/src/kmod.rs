@@ -488,6 +488,49 @@ pub fn load_modules(
     Ok(outcomes)
 }
 
+/// `ramfs`, which the kernel may use for the initramfs instead of tmpfs (linux/magic.h;
+/// neither nix nor libc names it).
+const RAMFS_MAGIC: i64 = 0x8584_58f6;
+
+/// Deletes the module tree `dir` if it lives in RAM (the initramfs, tmpfs or ramfs), and
+/// returns the bytes of files freed. Modules in RAM hold that memory for as long as the
+/// machine runs though nothing reads them once loaded; modules on a disk cost nothing
+/// and belong to whoever installed them, so those are refused.
+///
+/// # Errors
+///
+/// Why nothing (or not everything) was deleted, naming the directory.
+pub fn free_module_files(dir: &Path) -> Result<u64, String> {
+    let fs = nix::sys::statfs::statfs(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let kind = fs.filesystem_type();
+    let in_ram = kind == nix::sys::statfs::TMPFS_MAGIC || kind.0 == RAMFS_MAGIC;
+    if !in_ram {
+        return Err(format!(
+            "{} is not in RAM (file system type {:#x}): left in place",
+            dir.display(),
+            kind.0
+        ));
+    }
+    let bytes = tree_bytes(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::remove_dir_all(dir).map_err(|e| format!("deleting {}: {e}", dir.display()))?;
+    Ok(bytes)
+}
+
+/// The sizes of the regular files under `dir`, added up (symbolic links not followed).
+fn tree_bytes(dir: &Path) -> io::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        if meta.is_dir() {
+            total += tree_bytes(&entry.path())?;
+        } else if meta.is_file() {
+            total += meta.len();
+        }
+    }
+    Ok(total)
+}
+
 fn insert_module(dir: &Path, plan: &ModulePlan) -> Result<LoadOutcome, KmodError> {
     let path = dir.join(&plan.relative_path);
     let fd: OwnedFd =
@@ -844,5 +887,51 @@ kernel/d.ko: kernel/c.ko.gz
             }
             other => panic!("expected an open error, got {other:?}"),
         }
+    }
+
+    fn module_tree(root: &Path) {
+        std::fs::create_dir_all(root.join("kernel/drivers/target")).unwrap();
+        std::fs::write(root.join(MODULES_DEP), TARGET_DEP).unwrap();
+        std::fs::write(
+            root.join("kernel/drivers/target/target_core_mod.ko"),
+            [0u8; 3000],
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("kernel", root.join("link")).unwrap();
+    }
+
+    #[test]
+    fn module_files_in_ram_are_deleted_and_counted() {
+        // /dev/shm is the tmpfs every Linux system has; the appliance's root is one too.
+        let shm = nix::sys::statfs::statfs("/dev/shm").expect("/dev/shm");
+        assert_eq!(
+            shm.filesystem_type(),
+            nix::sys::statfs::TMPFS_MAGIC,
+            "this test needs /dev/shm to be a tmpfs"
+        );
+        let root = PathBuf::from(format!(
+            "/dev/shm/star-init-kmod-free-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&root);
+        module_tree(&root);
+        let freed = free_module_files(&root).unwrap();
+        assert_eq!(freed, 3000 + TARGET_DEP.len() as u64);
+        assert!(!root.exists());
+    }
+
+    #[test]
+    fn module_files_on_a_disk_are_left_alone() {
+        // Beside the sources, on the build machine's disk (not a tmpfs, as /tmp may be).
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!(".kmod-keep-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        module_tree(&root);
+        let err = free_module_files(&root).unwrap_err();
+        assert!(err.contains("is not in RAM"), "{err}");
+        assert!(root
+            .join("kernel/drivers/target/target_core_mod.ko")
+            .exists());
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -55,6 +55,10 @@ pub struct InitSettings {
     pub modules: Vec<String>,
     /// Where the modules live; `None` means /lib/modules/<running kernel release>.
     pub modules_dir: Option<PathBuf>,
+    /// Once every module is in, PID 1 deletes the module files if they sit in the RAM
+    /// root: there they hold memory for as long as the machine runs, and nothing reads
+    /// them again (star-init is the only loader; the image has no modprobe).
+    pub free_module_files: bool,
     pub control_socket: PathBuf,
     pub notify_socket: PathBuf,
     /// After every service has stopped: how long the processes left over get between
@@ -167,6 +171,8 @@ struct RawInit {
     #[serde(default)]
     modules: Vec<Spanned<String>>,
     modules_dir: Option<String>,
+    #[serde(default)]
+    free_module_files: bool,
     control_socket: Option<Spanned<String>>,
     notify_socket: Option<Spanned<String>>,
     shutdown_grace_sec: Option<Spanned<f64>>,
@@ -294,6 +300,7 @@ fn validate_init(
             hostname: None,
             modules: Vec::new(),
             modules_dir: None,
+            free_module_files: false,
             control_socket: DEFAULT_CONTROL_SOCKET.into(),
             notify_socket: DEFAULT_NOTIFY_SOCKET.into(),
             shutdown_grace: Duration::from_secs(5),
@@ -364,6 +371,7 @@ fn validate_init(
         hostname: raw.hostname.map(|h| h.into_inner()),
         modules: raw.modules.into_iter().map(|m| m.into_inner()).collect(),
         modules_dir: raw.modules_dir.map(PathBuf::from),
+        free_module_files: raw.free_module_files,
         control_socket,
         notify_socket,
         shutdown_grace: seconds(
@@ -652,12 +660,21 @@ mod tests {
     }
 
     #[test]
+    fn module_files_are_kept_unless_the_file_says_otherwise() {
+        // A distribution's /lib/modules is not ours to delete.
+        let cfg = parse("[init]\nmodules = [\"softdog\"]\n").unwrap();
+        assert!(!cfg.init.free_module_files);
+        assert!(!parse("").unwrap().init.free_module_files);
+    }
+
+    #[test]
     fn full_service_is_read_with_every_key() {
         let cfg = parse(
             r#"
 [init]
 hostname = "ctl1"
 modules = ["softdog"]
+free_module_files = true
 [watchdog]
 device = "/dev/watchdog"
 timeout_sec = 12
@@ -678,6 +695,7 @@ stop_timeout_sec = 3
         )
         .unwrap();
         assert_eq!(cfg.init.hostname.as_deref(), Some("ctl1"));
+        assert!(cfg.init.free_module_files);
         assert_eq!(
             cfg.watchdog.as_ref().unwrap().timeout,
             Duration::from_secs(12)
