@@ -54,7 +54,7 @@ done
 # Boot to ready: the uptime star-init prints (seconds since the kernel started), and the
 # wall time from starting QEMU, five boots each. The qemu board with its example star.toml
 # two virtio NICs and a virtio-rng: ready means star-config and star-net are ready too.
-nics="-nic user,model=virtio-net-pci -nic user,model=virtio-net-pci -device virtio-rng-pci"
+nics="-nic user,model=virtio-net-pci -nic user,model=virtio-net-pci,net=10.0.3.0/24 -device virtio-rng-pci"
 boot() { # $1 = mode (direct|ovmf)
   local log="$work/serial-$1.log" start
   rm -f "$log"

@@ -50,7 +50,7 @@ start_vm() {
     -drive "file=$work/shared.raw,format=raw,if=none,id=shared,cache=none,aio=threads,file.locking=off" \
     -device virtio-blk-pci,drive=shared,share-rw=on,serial=shared0001 \
     -nic "user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:$port-:3260" \
-    -nic user,model=virtio-net-pci &
+    -nic user,model=virtio-net-pci,net=10.0.3.0/24 &
   vm=$!
 }
 

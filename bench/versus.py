@@ -152,7 +152,9 @@ class Vm:
              "-drive", f"file={shared},format=raw,if=none,id=shared,cache=none,aio=threads,file.locking=off",
              "-device", "virtio-blk-pci,drive=shared,share-rw=on,serial=shared0001",
              "-nic", f"user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:{port}-:3260",
-             "-nic", "user,model=virtio-net-pci",
+             # Its own subnet: on eth0's, the first lease would own the route (see
+             # tests/src/array.rs).
+             "-nic", "user,model=virtio-net-pci,net=10.0.3.0/24",
              # Entropy from the host, as the qemu board expects (virtio_rng): neither
              # system then waits for the kernel's random number generator.
              "-device", "virtio-rng-pci",

@@ -74,8 +74,11 @@ pub fn controller_with(node: u8, shared: &Path, port: u16, dir: &Path, extra: &s
     args.extend([
         "-nic".to_string(),
         format!("user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:{port}-:3260"),
+        // The interconnect on a user network of its own: on the same 10.0.2.0/24 as eth0,
+        // whichever lease came first would own the subnet's route, and the portal's
+        // answers would leave by eth1 when that was eth1's.
         "-nic".to_string(),
-        "user,model=virtio-net-pci".to_string(),
+        "user,model=virtio-net-pci,net=10.0.3.0/24".to_string(),
     ]);
     let dir = dir.join(format!("ctl{node}"));
     std::fs::create_dir_all(&dir).unwrap();

@@ -5,7 +5,7 @@
 //! earliest DHCP deadline (retransmission, T1, T2, expiry). Ready (sd_notify) once every
 //! interface has had its address.
 
-use crate::dhcp::{DhcpAction, DhcpClient, DhcpSocket, Lease};
+use crate::dhcp::{DhcpAction, DhcpClient, DhcpSocket, Lease, State};
 use crate::netlink::Netlink;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use star_core::net_status::{InterfaceStatus, LeaseStatus, NetStatus};
@@ -216,7 +216,7 @@ impl Service {
         for action in actions {
             match action {
                 DhcpAction::Broadcast(_) | DhcpAction::Unicast(..) => {
-                    if let Err(e) = self.ifaces[i].dhcp.as_ref().unwrap().1.send(&action) {
+                    if let Err(e) = self.ifaces[i].dhcp.as_mut().unwrap().1.send(&action) {
                         self.ifaces[i].detail = Some(format!("DHCP send: {e}"));
                     }
                 }
@@ -237,7 +237,26 @@ impl Service {
                 }
             }
         }
+        self.listen_on_port_once_bound(i);
         self.maybe_ready();
+    }
+
+    /// With the lease's address on the interface, its DHCP messages arrive through the UDP
+    /// port, and the packet socket, which would filter every IP packet of the interface
+    /// (the iSCSI traffic too), is closed. A broadcast opens it again.
+    fn listen_on_port_once_bound(&mut self, i: usize) {
+        let iface = &mut self.ifaces[i];
+        let Some((client, socket)) = iface.dhcp.as_mut() else {
+            return;
+        };
+        if iface.configured && client.state() == State::Bound && socket.on_link() {
+            if let Err(e) = socket.listen_on_port() {
+                log(&format!(
+                    "star-net: {}: keeping the packet socket: {e}",
+                    iface.spec.name
+                ));
+            }
+        }
     }
 
     fn bind(&mut self, i: usize, lease: Lease) {

@@ -298,7 +298,7 @@ impl Driver {
                 "{what}: not done within {limit:?}; timeline:\n{}",
                 self.timeline.join("\n")
             );
-            let actions = dhcp::step(&mut self.client, &self.socket, end).expect("DHCP I/O");
+            let actions = dhcp::step(&mut self.client, &mut self.socket, end).expect("DHCP I/O");
             let now = Instant::now();
             for action in &actions {
                 let text = match action {
@@ -379,6 +379,24 @@ fn client_scenario(fixture: &Fixture, first_run: u32) {
     assert_eq!(driver.client.state(), State::Bound);
     let acks_before_renewal = fixture.acks_sent(first_run);
 
+    // As star-net does: the address goes on the interface, then the client listens on the
+    // UDP port and the packet socket (which sees every IP packet) is closed.
+    let cidr = format!("{}/{}", lease.address, lease.prefix_len);
+    ip(&[
+        "-n",
+        &fixture.client_ns,
+        "addr",
+        "add",
+        &cidr,
+        "dev",
+        interface,
+    ]);
+    driver
+        .socket
+        .listen_on_port()
+        .expect("listening on port 68");
+    assert!(!driver.socket.on_link());
+
     // 2. It is renewed at T1 by the same server, and nothing has to be reconfigured.
     let mut renewing_since = None;
     let phase = driver.run_until("renewing at T1", LEASE, |_, state| {
@@ -413,6 +431,11 @@ fn client_scenario(fixture: &Fixture, first_run: u32) {
         driver.client.lease(),
         Some(&lease),
         "the lease changed on renewal"
+    );
+    // So the ACK came in through the port: the packet socket stayed closed.
+    assert!(
+        !driver.socket.on_link(),
+        "a renewal reopened the packet socket:\n{timeline}"
     );
 
     // 3. Without the server the client rebinds, then loses the lease when it expires.
@@ -457,6 +480,17 @@ fn client_scenario(fixture: &Fixture, first_run: u32) {
     );
     assert_eq!(driver.client.lease(), None);
     assert_eq!(driver.client.state(), State::Selecting, "{timeline}");
+    // Rebinding broadcast, which opened the packet socket again for what follows.
+    assert!(driver.socket.on_link(), "{timeline}");
+    ip(&[
+        "-n",
+        &fixture.client_ns,
+        "addr",
+        "del",
+        &cidr,
+        "dev",
+        interface,
+    ]);
 
     // 4. With the server back, the client gets a lease again by itself.
     let second_run = fixture.start_server();

@@ -192,6 +192,19 @@ key = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
     let links = ip_json(&["-n", &c, "-j", "link", "show", "eth0"]);
     assert_eq!(links[0]["mtu"], 1400, "the lease's MTU: {links}");
 
+    // Bound, star-net listens on UDP port 68: no packet socket is left open in its
+    // namespace to filter every IP packet of the interface.
+    let packet = Command::new("ip")
+        .args(["netns", "exec", &c, "cat", "/proc/net/packet"])
+        .output()
+        .unwrap();
+    let packet = String::from_utf8_lossy(&packet.stdout);
+    assert_eq!(
+        packet.lines().count(),
+        1,
+        "packet sockets left open:\n{packet}"
+    );
+
     // And its status socket says so too.
     let mut stream = UnixStream::connect(&status_path).unwrap();
     use std::io::{BufRead, BufReader, Write};
