@@ -31,7 +31,7 @@ Each figure is the median of the runs, with the minimum and maximum. Writes
 bench/results/<date>.json and bench/RESULTS.md.
 
 usage: bench/versus.py [--runs N] [--bench-count N] [--failover-runs N] [--no-failover]
-                       [--reference-failover]
+                       [--reference-failover] [--report JSON]
 Needs root (network namespaces for the failover), `make static`, qemu-system-x86,
 qemu-block-extra, libiscsi-bin; `make bench` installs them.
 """
@@ -83,7 +83,8 @@ def spread(values):
     values = [v for v in values if v is not None]
     if not values:
         return None
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": len(values)}
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": len(values),
+            "values": values}
 
 
 class Console:
@@ -452,8 +453,13 @@ def main():
     p.add_argument("--no-failover", action="store_true")
     p.add_argument("--reference-failover", action="store_true")
     p.add_argument("--results", default=os.path.join(ROOT, "bench/results"))
+    p.add_argument("--report", metavar="JSON", help="only write bench/RESULTS.md again from a results file")
     args = p.parse_args()
     os.chdir(ROOT)
+    if args.report:
+        result = json.load(open(args.report))
+        write_report(result, args.report)
+        return
     for tool in ("qemu-system-x86_64", "qemu-img", "iscsi-inq", "iscsi-test-cu", "zstd"):
         if not shutil.which(tool):
             sys.exit(f"versus: {tool} is missing (make bench installs what it needs)")
@@ -504,8 +510,12 @@ def main():
     with open(path, "w") as f:
         json.dump(result, f, indent=2)
         f.write("\n")
+    write_report(result, path)
+
+
+def write_report(result, json_path):
     with open(os.path.join(ROOT, "bench/RESULTS.md"), "w") as f:
-        f.write(results_md(result, os.path.relpath(path, os.path.join(ROOT, "bench"))))
+        f.write(results_md(result, os.path.relpath(os.path.abspath(json_path), os.path.join(ROOT, "bench"))))
     print(open(os.path.join(ROOT, "bench/RESULTS.md")).read())
 
 
@@ -529,7 +539,17 @@ def results_md(r, json_path):
     base = med(r.get("kernel_alone_memory_mib"))
 
     def above(x):
-        return None if not x or base is None else {k: (v - base if k != "runs" else v) for k, v in x.items()}
+        return None if not x or base is None else {k: v - base for k, v in x.items() if k in ("median", "min", "max")}
+
+    def paired(a, b, fmt="{:.2f}"):
+        """The ratio of the medians, and the median of the per-boot ratios: run i of STAR
+        against run i of the reference, which booted right after it."""
+        q = rat(med(a), med(b), fmt)
+        if not a or not b or len(a.get("values", [])) != len(b.get("values", [])) or not a.get("values"):
+            return q
+        each = [x / y for x, y in zip(a["values"], b["values"]) if y]
+        return (f"{q}; paired {fmt.format(statistics.median(each))} "
+                f"({fmt.format(min(each))}–{fmt.format(max(each))})")
 
     rows = [
         ("boot to serving, s (guest uptime)", cell(s["boot_to_serving_s"], "{:.2f}"),
@@ -552,7 +572,7 @@ def results_md(r, json_path):
         m = "mib_s" if "128k" in k else "iops"
         fmt = "{:.1f}" if m == "mib_s" else "{:.0f}"
         rows.append((f"{label}, through the portal, 16 in flight", cell(s["portal"][k][m], fmt),
-                     cell(ref["portal"][k][m], fmt), rat(med(s["portal"][k][m]), med(ref["portal"][k][m]))))
+                     cell(ref["portal"][k][m], fmt), paired(s["portal"][k][m], ref["portal"][k][m])))
     for k, label in (("read_128k", "read 128 KiB, MiB/s"), ("write_128k", "write 128 KiB, MiB/s"),
                      ("read_4k", "read 4 KiB, IOPS"), ("write_4k", "write 4 KiB, IOPS")):
         m = "mib_s" if "128k" in k else "iops"
@@ -576,7 +596,11 @@ def results_md(r, json_path):
     head = (f"# STAR against the traditional stack\n\n"
             f"{r['date']}, {r['runs']} runs each; {r['host']}; kernel {r['kernel']} for both.\n"
             f"Median (min–max). Raw figures: `{json_path}`. Reproduce: `make bench` "
-            f"(or `bench/versus.py --runs N`); how each figure is taken: bench/versus.py.\n\n"
+            f"(or `bench/versus.py --runs N`); how each figure is taken: bench/versus.py.\n"
+            f"The two systems boot in turn. A ratio is of the medians; for throughput, \"paired\" "
+            f"is also the median (min–max) of the per-boot ratios, each STAR boot against the "
+            f"reference boot right after it, which takes out most of the host's drift (±10 % over "
+            f"minutes here).\n\n"
             "| figure | STAR | reference | STAR / reference |\n|---|---|---|---|\n")
     return head + "".join(f"| {a} | {b} | {c} | {d} |\n" for a, b, c, d in rows)
 
