@@ -11,6 +11,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use star_core::net_status::{InterfaceStatus, LeaseStatus, NetStatus};
 use star_core::node_config::{Addressing, Interface, NodeConfig, Purpose};
 use std::io::{BufRead, BufReader, Write};
+use std::net::IpAddr;
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixListener;
 use std::path::Path;
@@ -45,6 +46,37 @@ fn purpose_name(p: Purpose) -> &'static str {
         Purpose::Client => "client",
         Purpose::Interconnect => "interconnect",
     }
+}
+
+/// Interfaces whose subnets overlap, each pair said once. The kernel then has two routes to
+/// the same addresses and uses the first one made: answers to clients may leave by the
+/// interconnect (or the other way round), which neither side expects.
+fn shared_subnets(addresses: &[(String, IpAddr, u8)]) -> Vec<String> {
+    let network = |address: &IpAddr, prefix_len: u8| -> Option<u128> {
+        let (bits, width) = match address {
+            IpAddr::V4(a) => (u128::from(u32::from(*a)), 32u32),
+            IpAddr::V6(a) => (u128::from(*a), 128),
+        };
+        let host_bits = width.checked_sub(u32::from(prefix_len))?;
+        Some(bits.checked_shr(host_bits).unwrap_or(0))
+    };
+    let mut warnings = Vec::new();
+    for (i, (name_a, a, len_a)) in addresses.iter().enumerate() {
+        for (name_b, b, len_b) in &addresses[i + 1..] {
+            if a.is_ipv4() != b.is_ipv4() {
+                continue;
+            }
+            let shorter = (*len_a).min(*len_b);
+            if network(a, shorter).is_some() && network(a, shorter) == network(b, shorter) {
+                warnings.push(format!(
+                    "{name_a} ({a}/{len_a}) and {name_b} ({b}/{len_b}) share a subnet: traffic \
+                     for it leaves by whichever got its address first; give each interface a \
+                     subnet of its own"
+                ));
+            }
+        }
+    }
+    warnings
 }
 
 fn log(text: &str) {
@@ -317,6 +349,28 @@ impl Service {
                 .map(|f| format!("{} {}", f.spec.name, self.addresses(f).join(",")))
                 .collect();
             log(&format!("star-net: ready: {}", summary.join("; ")));
+            let addresses: Vec<(String, IpAddr, u8)> = self
+                .ifaces
+                .iter()
+                .filter_map(|f| {
+                    let (address, prefix_len) = match (&f.spec.addressing, &f.lease) {
+                        (
+                            Addressing::Static {
+                                address,
+                                prefix_len,
+                                ..
+                            },
+                            _,
+                        ) => (*address, *prefix_len),
+                        (Addressing::Dhcp, Some(l)) => (IpAddr::V4(l.address), l.prefix_len),
+                        _ => return None,
+                    };
+                    Some((f.spec.name.clone(), address, prefix_len))
+                })
+                .collect();
+            for warning in shared_subnets(&addresses) {
+                log(&format!("star-net: warning: {warning}"));
+            }
             let _ = sd_notify::notify(&[
                 sd_notify::NotifyState::Status(&summary.join("; ")),
                 sd_notify::NotifyState::Ready,
@@ -404,5 +458,59 @@ impl Service {
             text.push('\n');
             let _ = (&stream).write_all(text.as_bytes());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str, address: &str, prefix_len: u8) -> (String, IpAddr, u8) {
+        (name.to_string(), address.parse().unwrap(), prefix_len)
+    }
+
+    #[test]
+    fn interfaces_on_one_subnet_are_named() {
+        let warnings = shared_subnets(&[
+            entry("eth0", "10.0.2.15", 24),
+            entry("eth1", "10.0.2.16", 24),
+        ]);
+        assert_eq!(warnings.len(), 1);
+        assert!(
+            warnings[0].starts_with("eth0 (10.0.2.15/24) and eth1 (10.0.2.16/24) share a subnet")
+        );
+        // A narrower subnet inside a wider one overlaps too.
+        assert_eq!(
+            shared_subnets(&[entry("eth0", "10.0.0.5", 16), entry("eth1", "10.0.9.5", 24)]).len(),
+            1
+        );
+        assert_eq!(
+            shared_subnets(&[entry("eth0", "fd00::1", 64), entry("eth1", "fd00::2", 64)]).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn separate_subnets_and_families_are_fine() {
+        assert!(shared_subnets(&[
+            entry("eth0", "192.0.2.11", 24),
+            entry("eth1", "198.51.100.11", 24),
+            entry("eth2", "fd00::1", 64),
+        ])
+        .is_empty());
+        assert!(shared_subnets(&[
+            entry("eth0", "10.0.2.15", 25),
+            entry("eth1", "10.0.2.200", 25)
+        ])
+        .is_empty());
+        // /0 covers everything: two default-sized nets of one family overlap.
+        assert_eq!(
+            shared_subnets(&[
+                entry("eth0", "10.0.2.15", 0),
+                entry("eth1", "192.0.2.1", 24)
+            ])
+            .len(),
+            1
+        );
     }
 }
