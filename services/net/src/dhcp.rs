@@ -617,20 +617,20 @@ impl DhcpSocket {
         Ok(())
     }
 
-    /// Receives through a packet socket again (before a broadcast: the client may be about
-    /// to lose its address).
-    fn listen_on_link(&mut self) -> io::Result<()> {
-        if self.packet.is_some() {
-            return Ok(());
+    /// The packet socket, opened again if the client was listening on the port (before a
+    /// broadcast: the client may be about to lose its address).
+    fn packet_socket(&mut self) -> io::Result<&OwnedFd> {
+        if self.packet.is_none() {
+            let packet = open_packet(self.ifindex)?;
+            attach_filter(&self.port, &DROP_ALL)?;
+            // What the port still holds answers an exchange that this broadcast replaces:
+            // dropped, it costs at most a retransmission; kept, it would be read later, out
+            // of turn, if the port takes over again.
+            let mut buf = [0u8; 2048];
+            while self.port.recv(&mut buf).is_ok() {}
+            self.packet = Some(packet);
         }
-        let packet = open_packet(self.ifindex)?;
-        attach_filter(&self.port, &DROP_ALL)?;
-        self.packet = Some(packet);
-        // What the port queued before its filter went back on is read through the packet
-        // socket's own copy or is stale; either way it must not be read twice.
-        let mut buf = [0u8; 2048];
-        while self.port.recv(&mut buf).is_ok() {}
-        Ok(())
+        Ok(self.packet.as_ref().expect("opened above"))
     }
 
     /// Whether messages arrive through the packet socket (true) or the UDP port (false).
@@ -706,10 +706,8 @@ impl DhcpSocket {
     }
 
     fn send_broadcast(&mut self, payload: &[u8]) -> io::Result<()> {
-        self.listen_on_link()?;
-        let Some(packet) = &self.packet else {
-            unreachable!("listen_on_link opened the packet socket");
-        };
+        let ifindex = self.ifindex;
+        let packet = self.packet_socket()?;
         let datagram = ipv4_udp(
             ciaddr(payload),
             Ipv4Addr::BROADCAST,
@@ -717,7 +715,7 @@ impl DhcpSocket {
             SERVER_PORT,
             payload,
         );
-        let mut addr = link_addr(self.ifindex);
+        let mut addr = link_addr(ifindex);
         addr.sll_halen = 6;
         addr.sll_addr[..6].copy_from_slice(&[0xff; 6]);
         // SAFETY: the buffer and the address are valid for the lengths passed.
