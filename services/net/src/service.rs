@@ -79,6 +79,22 @@ fn shared_subnets(addresses: &[(String, IpAddr, u8)]) -> Vec<String> {
     warnings
 }
 
+/// The interface's address: the static one, or the lease's once there is one.
+fn address(f: &Iface) -> Option<(IpAddr, u8)> {
+    match (&f.spec.addressing, &f.lease) {
+        (
+            Addressing::Static {
+                address,
+                prefix_len,
+                ..
+            },
+            _,
+        ) => Some((*address, *prefix_len)),
+        (Addressing::Dhcp, Some(l)) => Some((IpAddr::V4(l.address), l.prefix_len)),
+        _ => None,
+    }
+}
+
 fn log(text: &str) {
     println!("{text}");
 }
@@ -352,21 +368,7 @@ impl Service {
             let addresses: Vec<(String, IpAddr, u8)> = self
                 .ifaces
                 .iter()
-                .filter_map(|f| {
-                    let (address, prefix_len) = match (&f.spec.addressing, &f.lease) {
-                        (
-                            Addressing::Static {
-                                address,
-                                prefix_len,
-                                ..
-                            },
-                            _,
-                        ) => (*address, *prefix_len),
-                        (Addressing::Dhcp, Some(l)) => (IpAddr::V4(l.address), l.prefix_len),
-                        _ => return None,
-                    };
-                    Some((f.spec.name.clone(), address, prefix_len))
-                })
+                .filter_map(|f| address(f).map(|(a, len)| (f.spec.name.clone(), a, len)))
                 .collect();
             for warning in shared_subnets(&addresses) {
                 log(&format!("star-net: warning: {warning}"));
@@ -379,18 +381,10 @@ impl Service {
     }
 
     fn addresses(&self, f: &Iface) -> Vec<String> {
-        match (&f.spec.addressing, &f.lease) {
-            (
-                Addressing::Static {
-                    address,
-                    prefix_len,
-                    ..
-                },
-                _,
-            ) => vec![format!("{address}/{prefix_len}")],
-            (Addressing::Dhcp, Some(l)) => vec![format!("{}/{}", l.address, l.prefix_len)],
-            _ => Vec::new(),
-        }
+        address(f)
+            .map(|(a, len)| format!("{a}/{len}"))
+            .into_iter()
+            .collect()
     }
 
     pub fn status(&mut self) -> NetStatus {
