@@ -47,13 +47,16 @@ bench: lab-deps bench-deps static
 VERSUS_RUNS ?= 3
 
 # The reference appliance is built with debootstrap; the portal benchmark is qemu-img's,
-# through QEMU's libiscsi driver (qemu-block-extra).
+# through QEMU's libiscsi driver (qemu-block-extra); the takeover benchmark pings the
+# floating address and runs the AWS methods against moto's server.
 bench-deps:
 	@command -v debootstrap >/dev/null && command -v zstd >/dev/null && \
-		command -v iscsi-test-cu >/dev/null && \
+		command -v iscsi-test-cu >/dev/null && command -v ping >/dev/null && \
 		test -e /usr/lib/x86_64-linux-gnu/qemu/block-iscsi.so || \
 		(apt-get update -q && apt-get install -y -q --no-install-recommends \
-			debootstrap e2fsprogs zstd cpio gzip qemu-block-extra libiscsi-bin)
+			debootstrap e2fsprogs zstd cpio gzip qemu-block-extra libiscsi-bin iputils-ping)
+	@python3 -c 'import moto' 2>/dev/null || \
+		python3 -m pip install --quiet --disable-pip-version-check 'moto[server]'
 
 versus: lab-deps bench-deps static
 	bench/versus.py --runs $(VERSUS_RUNS) --reference-failover
