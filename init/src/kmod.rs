@@ -511,23 +511,26 @@ pub fn free_module_files(dir: &Path) -> Result<u64, String> {
             kind.0
         ));
     }
-    let bytes = tree_bytes(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    std::fs::remove_dir_all(dir).map_err(|e| format!("deleting {}: {e}", dir.display()))?;
-    Ok(bytes)
+    remove_tree(dir).map_err(|e| format!("deleting {}: {e}", dir.display()))
 }
 
-/// The sizes of the regular files under `dir`, added up (symbolic links not followed).
-fn tree_bytes(dir: &Path) -> io::Result<u64> {
+/// Deletes `dir` and everything under it (symbolic links, not what they point to) in one
+/// walk, and returns the sizes of the regular files it held, added up.
+fn remove_tree(dir: &Path) -> io::Result<u64> {
     let mut total = 0;
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let meta = entry.metadata()?;
         if meta.is_dir() {
-            total += tree_bytes(&entry.path())?;
-        } else if meta.is_file() {
-            total += meta.len();
+            total += remove_tree(&entry.path())?;
+        } else {
+            if meta.is_file() {
+                total += meta.len();
+            }
+            std::fs::remove_file(entry.path())?;
         }
     }
+    std::fs::remove_dir(dir)?;
     Ok(total)
 }
 

@@ -67,7 +67,11 @@ fn shared_subnets(addresses: &[(String, IpAddr, u8)]) -> Vec<String> {
                 continue;
             }
             let shorter = (*len_a).min(*len_b);
-            if network(a, shorter).is_some() && network(a, shorter) == network(b, shorter) {
+            let same = matches!(
+                (network(a, shorter), network(b, shorter)),
+                (Some(x), Some(y)) if x == y
+            );
+            if same {
                 warnings.push(format!(
                     "{name_a} ({a}/{len_a}) and {name_b} ({b}/{len_b}) share a subnet: traffic \
                      for it leaves by whichever got its address first; give each interface a \
